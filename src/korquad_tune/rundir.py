@@ -1,0 +1,60 @@
+"""The run folder layout: one place that names every file a stage reads or writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def qa(self) -> Path:  # prepare: one record per question
+        return self.root / "qa.jsonl"
+
+    @property
+    def prepare_summary(self) -> Path:
+        return self.root / "prepare.json"
+
+    @property
+    def augmentation(self) -> Path:  # augment: {question: [paraphrases]} + provenance
+        return self.root / "augmentation.json"
+
+    @property
+    def augment_cache(self) -> Path:  # openai backend: one line per finished question
+        return self.root / "augment_cache.jsonl"
+
+    @property
+    def heldout(self) -> Path:  # paraphrases never trained on
+        return self.root / "heldout.jsonl"
+
+    def adapter(self, name: str) -> Path:
+        return self.root / "adapters" / name
+
+    def evaluation(self, system: str, question_set: str) -> Path:
+        return self.root / "eval" / question_set / system
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_png(self) -> Path:
+        return self.root / "report.png"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"

@@ -1,0 +1,246 @@
+"""The `korquad-tune` command: a thin typer layer over the library API (one subcommand per stage)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from korquad_tune import KorquadTuneError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Turn SQuAD-format Q/A knowledge into a small fine-tuned LLM, and measure it honestly.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(e: Exception) -> None:
+    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _guard(fn):
+    """Turn a KorquadTuneError into one clear line and exit code 2 (no traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KorquadTuneError as e:
+            _fail(e)
+    return wrapper
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("transformers", "datasets", "httpx", "peft"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+# ------------------------------------------------------------------ data
+@app.command()
+@_guard
+def prepare(out: Path = typer.Option(..., "--out", help="run directory to write qa.jsonl into"),
+            data: Optional[Path] = typer.Option(None, help="SQuAD-format JSON (default: shipped KorQuAD v1 dev)"),
+            articles: Optional[int] = typer.Option(None, help="keep only the first N articles"),
+            limit: Optional[int] = typer.Option(None, help="keep only the first N questions")) -> None:
+    """Read a SQuAD-format v1 file into RUN_DIR/qa.jsonl (one record per question)."""
+    from korquad_tune.data import prepare as prepare_
+    path, s = prepare_(out, data=data, articles=articles, limit=limit)
+    console.print(f"wrote {path}: {s.questions} questions ({s.distinct_questions} distinct) "
+                  f"from {s.articles} articles")
+    if s.duplicate_questions:
+        console.print(f"[yellow]{sum(s.duplicate_questions.values()) - len(s.duplicate_questions)} questions repeat "
+                      f"another's text ({len(s.duplicate_questions)} texts); all kept, listed in prepare.json")
+    if s.answer_start_mismatches:
+        console.print(f"[yellow]warning: {s.answer_start_mismatches} answers have an answer_start that does not "
+                      "point at their text (kept)")
+
+
+@app.command("export-autotrain")
+@_guard
+def export_autotrain(run_dir: Path, out_dir: Path,
+                     augment: bool = typer.Option(True, help="include paraphrases from augmentation.json"),
+                     template: str = typer.Option("alpaca", help="prompt template")) -> None:
+    """Write OUT_DIR/train.csv with a `text` column for `autotrain llm --train --data-path OUT_DIR`."""
+    from korquad_tune.export import export_autotrain as export_
+    path, n = export_(run_dir, out_dir, augment=augment, template=template)
+    console.print(f"wrote {path}: {n} rows")
+
+
+@app.command()
+@_guard
+def score(questions: Path = typer.Option(..., help="JSONL (id, question, answers) or SQuAD JSON"),
+          predictions: Path = typer.Option(..., help="JSONL lines with id and prediction"),
+          out: Optional[Path] = typer.Option(None, help="where to write the metrics JSON")) -> None:
+    """Score predictions from any system with KorQuAD v1's exact match and character F1."""
+    from korquad_tune.evaluate import score_files
+    metrics = score_files(questions, predictions, out)
+    console.print_json(json.dumps({k: metrics[k] for k in ("exact_match", "f1", "n")}))
+
+
+# ------------------------------------------------------------------ augment
+@app.command()
+@_guard
+def augment(run_dir: Path,
+            backend: str = typer.Option("shipped", help="openai | rules | file | shipped"),
+            n: int = typer.Option(10, help="paraphrases per question"),
+            file: Optional[Path] = typer.Option(None, help="file backend: augmentation_dict JSON or JSONL"),
+            base_url: Optional[str] = typer.Option(None, help="openai backend: OpenAI-compatible endpoint"),
+            model: str = typer.Option("gpt-4o-mini", help="openai backend: model name"),
+            concurrency: int = typer.Option(4, help="openai backend: requests in flight"),
+            timeout: float = typer.Option(60.0, help="openai backend: seconds per request"),
+            seed: int = typer.Option(0, help="rules backend: random seed")) -> None:
+    """Write RUN_DIR/augmentation.json: paraphrases of every question (original augmentation_dict shape)."""
+    from korquad_tune.augment import augment as augment_
+    path, summary = augment_(run_dir, backend=backend, n=n, file=file, base_url=base_url, model=model,
+                             concurrency=concurrency, timeout=timeout, seed=seed)
+    console.print(f"wrote {path}: {summary['kept']} paraphrases for {summary['questions']} questions "
+                  f"(dropped: {summary['dropped']})")
+
+
+# ------------------------------------------------------------------ train
+@app.command("train")
+@_guard
+def train_cmd(run_dir: Path,
+              model: Optional[str] = typer.Option(None, help="base model (default: the preset's)"),
+              preset: str = typer.Option("cpu-default", help="preset name or YAML file"),
+              name: Optional[str] = typer.Option(None, help="adapter name (default: aug / no-aug)"),
+              no_augment: bool = typer.Option(False, "--no-augment", help="train on the original questions only"),
+              resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
+              epochs: Optional[float] = None, learning_rate: Optional[float] = typer.Option(None, "--lr"),
+              batch_size: Optional[int] = None, lora_r: Optional[int] = None,
+              loss: Optional[str] = typer.Option(None, help="answer | full"),
+              packing: Optional[bool] = typer.Option(None, "--packing/--no-packing"),
+              quantization: Optional[str] = typer.Option(None, help="none | int4"),
+              save_steps: Optional[int] = None, max_length: Optional[int] = None,
+              threads: Optional[int] = None, seed: Optional[int] = None,
+              report_to: Optional[str] = typer.Option(None, help="none | tensorboard"),
+              set_: list[str] = typer.Option([], "--set", help="any other config field: key=value (YAML value)"),
+              max_steps: Optional[int] = typer.Option(None, help="stop after N steps (smoke tests)")) -> None:
+    """Fine-tune an adapter on RUN_DIR/qa.jsonl (+ augmentation.json) into RUN_DIR/adapters/<name>/."""
+    import yaml
+
+    from korquad_tune.config import load_train_config
+    from korquad_tune.train import train
+    overrides = dict(model=model, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                     lora_r=lora_r, loss=loss, packing=packing, quantization=quantization, save_steps=save_steps,
+                     max_length=max_length, threads=threads, seed=seed, report_to=report_to)
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise KorquadTuneError(f"--set {item!r}: expected key=value")
+        overrides[key.strip()] = yaml.safe_load(value)
+    cfg = load_train_config(preset, overrides)
+    out = train(run_dir, cfg, name=name, augment=not no_augment, resume=resume, max_steps=max_steps)
+    console.print(f"adapter written to {out}")
+
+
+@app.command("export")
+@_guard
+def export_cmd(run_dir: Path, adapter: str = typer.Option(..., help="adapter name under RUN_DIR/adapters"),
+               merged: Path = typer.Option(..., help="folder for the standalone merged model")) -> None:
+    """Merge an adapter into its base model: a folder that `ask` and plain transformers load."""
+    from korquad_tune.export import export_merged
+    console.print(f"merged model written to {export_merged(run_dir, adapter, merged)}")
+
+
+# ------------------------------------------------------------------ use
+@app.command()
+@_guard
+def ask(question: Optional[str] = typer.Argument(None, help="the question (omit for an interactive prompt)"),
+        model: Optional[str] = typer.Option(None, help="base model (default: the adapter's, else gemma3-270m)"),
+        adapter: Optional[Path] = typer.Option(None, help="adapter folder from `train`"),
+        file: Optional[Path] = typer.Option(None, help="answer every line of this file"),
+        template: Optional[str] = typer.Option(None, help="prompt template (default: the adapter's)"),
+        max_new_tokens: int = 32, batch_size: int = 16) -> None:
+    """Answer one question, a file of questions (one a line), or questions typed at a prompt."""
+    from korquad_tune.evaluate import Answerer
+    answerer = Answerer.load(model=model, adapter=adapter, template=template)
+    use = answerer.adapters[0] if answerer.adapters else None  # `--adapter X` means: answer with X
+    if file is not None:
+        if not file.exists():
+            raise KorquadTuneError(f"{file}: file not found")
+        questions = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for q, a in zip(questions, answerer.answer(questions, use, batch_size=batch_size,
+                                                   max_new_tokens=max_new_tokens, progress_label="ask")):
+            console.print(f"{q}\t{a}", highlight=False)
+    elif question is not None:
+        console.print(answerer.answer([question], use, max_new_tokens=max_new_tokens)[0], highlight=False)
+    else:
+        console.print("Type a question (empty line or Ctrl-D to quit).")
+        while True:
+            try:
+                q = input("질문> ").strip()
+            except EOFError:
+                break
+            if not q:
+                break
+            console.print(answerer.answer([q], use, max_new_tokens=max_new_tokens)[0], highlight=False)
+
+
+@app.command()
+@_guard
+def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answers) or SQuAD JSON"),
+             out: Path = typer.Option(..., help="output folder"),
+             model: Optional[str] = typer.Option(None, help="base model (default: the adapters', else gemma3-270m)"),
+             adapter: list[Path] = typer.Option([], help="adapter folder(s); one base load serves all"),
+             system: list[str] = typer.Option([], help="base | finetuned | retrieval | openai | predictions"),
+             train_run: Optional[Path] = typer.Option(None, help="retrieval: run dir whose questions it indexes"),
+             predictions: Optional[Path] = typer.Option(None, help="predictions system: JSONL with id, prediction"),
+             base_url: Optional[str] = typer.Option(None, help="openai system: endpoint"),
+             api_model: str = typer.Option("gpt-4o-mini", help="openai system: model name"),
+             max_new_tokens: int = 32, batch_size: int = 16) -> None:
+    """Answer a question file with one or more systems; write predictions, metrics (with 95% CIs), a table."""
+    from korquad_tune.evaluate import evaluate_systems, print_table
+    results = evaluate_systems(questions, out, model=model, adapters=adapter, systems=system,
+                               train_run=train_run, predictions=predictions, base_url=base_url,
+                               api_model=api_model, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    print_table(results, console, title=str(questions))
+
+
+@app.command()
+@_guard
+def run(config: Optional[Path] = typer.Option(None, help="YAML RunConfig (default: the embedded default run)"),
+        out: Path = typer.Option(Path("runs/default"), help="run directory"),
+        fresh: bool = typer.Option(False, "--fresh", help="redo every stage instead of resuming")) -> None:
+    """The whole experiment: prepare -> augment -> train (no-aug, aug) -> evaluate -> report."""
+    from korquad_tune.config import load_run_config
+    from korquad_tune.pipeline import run_pipeline
+    run_pipeline(load_run_config(config), out, fresh=fresh, console=console)
+
+
+@app.command()
+@_guard
+def report(run_dir: Path) -> None:
+    """Rebuild report.md / report.png / metrics.json from a run directory's evaluations."""
+    from korquad_tune.report import write_report
+    paths = write_report(run_dir)
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def models() -> None:
+    """List the builtin models and training presets."""
+    from korquad_tune.config import preset_names
+    from korquad_tune.models import BUILTIN_MODELS, cache_dir
+    for name, desc in BUILTIN_MODELS.items():
+        console.print(f"[bold]{name}[/]: {desc}")
+    console.print(f"cache: {cache_dir()}")
+    console.print("presets: " + ", ".join(preset_names()))
+
+
+def main() -> None:  # pragma: no cover
+    app(prog_name="korquad-tune")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

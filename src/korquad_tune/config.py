@@ -1,0 +1,122 @@
+"""Configs as data: pydantic models that load from YAML, and the shipped training presets."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from korquad_tune import KorquadTuneError
+
+
+class TrainConfig(BaseModel):
+    """Every training knob, with the default the `cpu-default` preset starts from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("gemma3-270m", description="base model spec (see `korquad-tune models`)")
+    template: str = Field("alpaca", description="prompt template name")
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning")
+    quantization: Literal["none", "int4"] = Field("none", description="int4 = QLoRA (nf4), CUDA only")
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str | list[str] = Field("all-linear", description="LoRA target modules")
+    modules_to_save: list[str] = Field(default_factory=list, description="extra fully-trained modules")
+    learning_rate: float = 5e-4
+    epochs: float = 8
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_length: int = 256
+    loss: Literal["answer", "full"] = Field("answer", description="loss on answer tokens only, or everything")
+    packing: bool = False
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    seed: int = 42
+    bf16: bool | None = Field(None, description="bf16 autocast; None = on where the hardware supports it")
+    gradient_checkpointing: bool | None = Field(None, description="None = on for CUDA, off on CPU")
+    threads: int | None = Field(None, description="torch threads; None = all cores")
+    save_steps: int = Field(50, description="checkpoint every N optimizer steps (for --resume)")
+    logging_steps: int = 5
+    report_to: str = "none"
+    paraphrases_per_question: int | None = Field(None, description="use at most N paraphrases per question")
+
+
+class RunConfig(BaseModel):
+    """The main job (`korquad-tune run`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = Field(None, description="SQuAD-format file; None = the shipped KorQuAD v1 dev set")
+    articles: int | None = 3
+    limit: int | None = None
+    augment_backend: Literal["shipped", "rules", "file", "openai"] = "shipped"
+    augment_file: str | None = None
+    augment_n: int = 10
+    heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
+    preset: str = "cpu-default"
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
+    max_new_tokens: int = 32
+    batch_size: int = 16
+    systems: list[str] = Field(default_factory=lambda: ["base", "retrieval", "no-aug", "aug"])
+
+
+def _presets_dir() -> Path:
+    return Path(str(files("korquad_tune").joinpath("presets")))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise KorquadTuneError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise KorquadTuneError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise KorquadTuneError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _validated(cls, data: dict, source: str):
+    try:
+        return cls(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise KorquadTuneError(f"{source}: {where}: {first['msg']}") from None
+
+
+def load_train_config(preset: str | None = "cpu-default", overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A preset (a name or a YAML path) with overrides on top; unknown keys are errors."""
+    data: dict = {}
+    source = "defaults"
+    if preset:
+        path = Path(preset)
+        if path.suffix not in (".yaml", ".yml"):
+            path = _presets_dir() / f"{preset}.yaml"
+            if not path.exists():
+                raise KorquadTuneError(f"unknown preset {preset!r}; choose one of {preset_names()} "
+                                       "or pass a YAML file")
+        data = load_yaml(path)
+        source = str(path)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _validated(TrainConfig, data, source)
+
+
+def load_run_config(path: str | Path | None) -> RunConfig:
+    if path is None:
+        return RunConfig()
+    return _validated(RunConfig, load_yaml(path), str(path))
+
+
+def dump_yaml(model: BaseModel) -> str:
+    return yaml.safe_dump(model.model_dump(), allow_unicode=True, sort_keys=False)

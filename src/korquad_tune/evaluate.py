@@ -1,0 +1,243 @@
+"""Evaluate stage: answer a question file with one or more systems and score them the KorQuAD v1 way.
+
+Systems: `base` (untuned model, same prompt), `finetuned` (each --adapter), `retrieval` (BM25 over the training
+questions), `openai` (an API model, closed-book) and `predictions` (answers from anywhere). Each writes
+`predictions.jsonl` and `metrics.json` into its own folder; several adapters share one base-model load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from korquad_tune import KorquadTuneError
+from korquad_tune.data import load_questions
+from korquad_tune.io import iter_jsonl, read_json, write_json, write_jsonl
+from korquad_tune.metrics import aggregate, mcnemar, score_one
+from korquad_tune.models import DEFAULT_MODEL, read_adapter_meta
+
+OPENAI_QA_PROMPT = "다음 질문에 대한 답만 짧게 한 구절로 답하세요. 설명은 하지 마세요.\n질문: {question}\n답:"
+
+
+# ------------------------------------------------------------------ scoring
+def score_predictions(questions: list[dict], predictions: dict[str, str]) -> tuple[list[dict], dict]:
+    """Per-question rows and aggregate metrics; a question with no prediction scores 0 (as officially)."""
+    rows = []
+    for q in questions:
+        pred = predictions.get(q["id"], "")
+        em, f1 = score_one(pred, q["answers"])
+        rows.append({"id": q["id"], "question": q["question"], "prediction": pred, "gold": q["answers"],
+                     "em": em, "f1": f1})
+    return rows, aggregate([r["em"] for r in rows], [r["f1"] for r in rows])
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    preds = {}
+    for lineno, rec in iter_jsonl(path):
+        if "id" not in rec or "prediction" not in rec:
+            raise KorquadTuneError(f"{path}, line {lineno}: need 'id' and 'prediction'")
+        preds[str(rec["id"])] = str(rec["prediction"])
+    return preds
+
+
+def score_files(questions: str | Path, predictions: str | Path, out: str | Path | None = None) -> dict:
+    """`korquad-tune score`: any system's predictions against a question file."""
+    qs = load_questions(questions)
+    preds = read_predictions(predictions)
+    unknown = set(preds) - {q["id"] for q in qs}
+    if unknown:
+        raise KorquadTuneError(f"{predictions}: {len(unknown)} ids are not in {questions}, e.g. "
+                               f"{sorted(unknown)[:3]}")
+    _, metrics = score_predictions(qs, preds)
+    metrics["unanswered"] = sum(1 for q in qs if q["id"] not in preds)
+    if out:
+        write_json(out, metrics)
+    return metrics
+
+
+def write_system_result(out_dir: Path, system: str, questions: list[dict], answers: list[str],
+                        extra: dict | None = None) -> dict:
+    """predictions.jsonl + metrics.json for one system on one question set (atomic writes)."""
+    rows, metrics = score_predictions(questions, {q["id"]: a for q, a in zip(questions, answers)})
+    metrics = {"system": system, **metrics, **(extra or {})}
+    write_jsonl(out_dir / "predictions.jsonl", rows)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def read_system_result(out_dir: Path) -> tuple[dict, list[dict]] | None:
+    if not (out_dir / "metrics.json").exists() or not (out_dir / "predictions.jsonl").exists():
+        return None
+    return read_json(out_dir / "metrics.json"), [r for _, r in iter_jsonl(out_dir / "predictions.jsonl")]
+
+
+def paired_tests(results: dict[str, list[dict]]) -> list[dict]:
+    """McNemar between every pair of systems evaluated on the same questions (EM right/wrong)."""
+    names = list(results)
+    tests = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ra = {r["id"]: r["em"] > 0 for r in results[a]}
+            rb = {r["id"]: r["em"] > 0 for r in results[b]}
+            ids = [k for k in ra if k in rb]
+            tests.append({"a": a, "b": b, **mcnemar([ra[k] for k in ids], [rb[k] for k in ids])})
+    return tests
+
+
+# ------------------------------------------------------------------ answering with a model
+@dataclass
+class Answerer:
+    """One loaded base model with any adapters stacked on it; answers with any of them or with the base."""
+
+    model: object
+    tokenizer: object
+    spec: str
+    template: str
+    adapters: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, model: str | None = None, adapter: str | Path | None = None, template: str | None = None,
+             adapters: list[str | Path] | None = None) -> "Answerer":
+        from korquad_tune.models import load_model_with_adapters
+        folders = [Path(a) for a in (adapters or [])] + ([Path(adapter)] if adapter else [])
+        metas = [read_adapter_meta(f) for f in folders]
+        spec = model or next((m["model"] for m in metas if m.get("model")), DEFAULT_MODEL)
+        templates = {m.get("template") for m in metas if m.get("template")}
+        if template is None:
+            if len(templates) > 1:
+                raise KorquadTuneError(f"adapters were trained with different prompt templates {templates}; "
+                                       "evaluate them separately")
+            template = templates.pop() if templates else "alpaca"
+        m, tok, names = load_model_with_adapters(spec, folders)
+        return cls(m, tok, spec, template, names)
+
+    def answer(self, questions: list[str], adapter: str | None = None, batch_size: int = 16,
+               max_new_tokens: int = 32, progress_label: str | None = None) -> list[str]:
+        """Answers from `adapter` (a loaded adapter's name), or from the untuned base when None."""
+        import contextlib
+
+        from korquad_tune.generate import generate_answers
+        if adapter is not None:
+            if adapter not in self.adapters:
+                raise KorquadTuneError(f"adapter {adapter!r} is not loaded (loaded: {self.adapters})")
+            self.model.set_adapter(adapter)
+            ctx = contextlib.nullcontext()
+        elif self.adapters:
+            ctx = self.model.disable_adapter()
+        else:
+            ctx = contextlib.nullcontext()
+        with ctx, _progress(progress_label, len(questions)) as advance:
+            return generate_answers(self.model, self.tokenizer, questions, template=self.template,
+                                    batch_size=batch_size, max_new_tokens=max_new_tokens, progress=advance)
+
+
+class _progress:
+    """A rich progress bar for long answer runs (silent for a handful of questions)."""
+
+    def __init__(self, label: str | None, total: int):
+        self.label, self.total, self.bar = label, total, None
+
+    def __enter__(self):
+        if not self.label or self.total < 8:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn())
+        self.bar.start()
+        task = self.bar.add_task(self.label, total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+
+# ------------------------------------------------------------------ other systems
+def retrieval_pairs(run_dir: str | Path, augment: bool = True) -> list[tuple[str, str]]:
+    """What retrieval may look up: the run's training questions (and paraphrases) with their answers."""
+    from korquad_tune.data import load_qa
+    from korquad_tune.rundir import RunDir
+    from korquad_tune.train import load_augmentation, training_pairs
+    run = RunDir(run_dir)
+    augmentation = load_augmentation(run) if augment and run.augmentation.exists() else None
+    return training_pairs(load_qa(run_dir), augmentation)
+
+
+def openai_answers(questions: list[dict], cache_path: Path, model: str, base_url: str | None,
+                   concurrency: int = 4) -> list[str]:
+    """Closed-book answers from an API model, as GPT-4 was asked in the original experiment (cached)."""
+    from korquad_tune.generate import cut_at_stop
+    from korquad_tune.llm_api import chat_many
+    prompts = {f"qa:{q['question']}": OPENAI_QA_PROMPT.format(question=q["question"]) for q in questions}
+    replies = chat_many(prompts, cache_path, model=model, base_url=base_url, concurrency=concurrency,
+                        max_tokens=64)
+    return [cut_at_stop(replies[f"qa:{q['question']}"]) for q in questions]
+
+
+def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | None = None,
+                     adapters: list[Path] | None = None, systems: list[str] | None = None,
+                     train_run: str | Path | None = None, predictions: str | Path | None = None,
+                     base_url: str | None = None, api_model: str = "gpt-4o-mini", max_new_tokens: int = 32,
+                     batch_size: int = 16) -> dict[str, dict]:
+    """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/."""
+    out = Path(out)
+    questions = load_questions(questions_file)
+    adapters = list(adapters or [])
+    systems = list(systems or (["finetuned"] if adapters else ["base"]))
+    known = {"base", "finetuned", "retrieval", "openai", "predictions"}
+    bad = [s for s in systems if s not in known]
+    if bad:
+        raise KorquadTuneError(f"unknown system {bad[0]!r}; choose from {sorted(known)}")
+    if "finetuned" in systems and not adapters:
+        raise KorquadTuneError("system 'finetuned' needs at least one --adapter")
+    for a in adapters:
+        read_adapter_meta(a)  # fail early, before any model load, on a folder that is not an adapter
+    texts = [q["question"] for q in questions]
+    metrics: dict[str, dict] = {}
+    per_question: dict[str, list[dict]] = {}
+
+    def record(name: str, answers: list[str], extra: dict | None = None):
+        metrics[name] = write_system_result(out / name, name, questions, answers, extra)
+        per_question[name] = read_system_result(out / name)[1]
+
+    if "retrieval" in systems:
+        if train_run is None:
+            raise KorquadTuneError("system 'retrieval' needs --train-run RUN_DIR (whose questions it looks up)")
+        from korquad_tune.retrieval import RetrievalAnswerer
+        record("retrieval", RetrievalAnswerer(retrieval_pairs(train_run)).answer(texts))
+    if "predictions" in systems:
+        if predictions is None:
+            raise KorquadTuneError("system 'predictions' needs --predictions FILE")
+        preds = read_predictions(predictions)
+        record("predictions", [preds.get(q["id"], "") for q in questions], {"source": str(predictions)})
+    if "openai" in systems:
+        record("openai", openai_answers(questions, out / "openai" / "cache.jsonl", api_model, base_url),
+               {"api_model": api_model})
+    if "base" in systems or "finetuned" in systems:
+        answerer = Answerer.load(model=model, adapters=adapters if "finetuned" in systems else None)
+        if "base" in systems:
+            record("base", answerer.answer(texts, None, batch_size, max_new_tokens, "base"),
+                   {"model": answerer.spec})
+        if "finetuned" in systems:
+            for folder, name in zip(adapters, answerer.adapters):
+                record(name, answerer.answer(texts, name, batch_size, max_new_tokens, name),
+                       {"model": answerer.spec, "adapter": str(folder)})
+    write_json(out / "metrics.json", {"questions": str(questions_file), "systems": metrics,
+                                      "paired_mcnemar": paired_tests(per_question)})
+    return metrics
+
+
+def print_table(metrics: dict[str, dict], console, title: str = "") -> None:
+    from rich.table import Table
+    table = Table(title=title)
+    for col in ("system", "EM", "EM 95% CI", "F1", "F1 95% CI", "n"):
+        table.add_column(col)
+    for name, m in metrics.items():
+        table.add_row(name, f"{m['exact_match']:.1f}", "{:.1f}-{:.1f}".format(*m["exact_match_ci95"]),
+                      f"{m['f1']:.1f}", "{:.1f}-{:.1f}".format(*m["f1_ci95"]), str(m["n"]))
+    console.print(table)
+
+
+def metrics_summary(metrics: dict) -> str:
+    return json.dumps({k: metrics[k] for k in ("exact_match", "f1", "n")})

@@ -1,0 +1,59 @@
+"""Exports: AutoTrain's `train.csv` (a `text` column) and a standalone merged model folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+from korquad_tune import KorquadTuneError
+from korquad_tune.io import atomic_write_text, write_json
+from korquad_tune.prompts import get_template
+
+
+def export_autotrain(run_dir: str | Path, out_dir: str | Path, augment: bool = True,
+                     template: str = "alpaca") -> tuple[Path, int]:
+    """OUT_DIR/train.csv for `autotrain llm --train --data-path OUT_DIR --text-column text` (no EOS added:
+    AutoTrain's SFT trainer adds the tokenizer's own)."""
+    from korquad_tune.data import load_qa
+    from korquad_tune.rundir import RunDir
+    from korquad_tune.train import load_augmentation, training_pairs
+    run = RunDir(run_dir)
+    augmentation = load_augmentation(run) if augment and run.augmentation.exists() else None
+    tpl = get_template(template)
+    if tpl.uses_chat_template:
+        raise KorquadTuneError("export-autotrain needs a plain-text template (alpaca or short)")
+    pairs = training_pairs(load_qa(run_dir), augmentation)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["text"])
+    for q, a in pairs:
+        writer.writerow([tpl.text(q, a)])
+    path = atomic_write_text(Path(out_dir) / "train.csv", buf.getvalue())
+    return path, len(pairs)
+
+
+def export_merged(run_dir: str | Path, adapter: str, out: str | Path) -> Path:
+    """Merge a LoRA adapter into its base model and save an ordinary model folder (temp folder, then rename)."""
+    import os
+
+    from korquad_tune.models import ADAPTER_META, load_model_with_adapters, read_adapter_meta
+    from korquad_tune.rundir import RunDir
+    folder = RunDir(run_dir).adapter(adapter)
+    if not folder.exists():
+        raise KorquadTuneError(f"{folder}: no such adapter; train it first or check --adapter")
+    meta = read_adapter_meta(folder)
+    model, tok, _ = load_model_with_adapters(meta.get("model", "gemma3-270m"), [folder], device="cpu")
+    merged = model.merge_and_unload()
+    out = Path(out)
+    tmp = out.parent / f".{out.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    merged.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    write_json(tmp / ADAPTER_META, {**meta, "merged_from": str(folder)})
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,43 @@
+"""The retrieval baseline: no LLM, answer with the answer of the most similar training question.
+
+BM25 (bm25s) over Kiwi morphemes with particles and endings dropped, so that "헤이그가" and "헤이그는" match.
+It is the floor a fine-tuned model has to beat to be worth training.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+# Kiwi tags kept: nouns, verb/adjective stems, determiners, adverbs, roots, foreign words, numbers, Hanja.
+_CONTENT_TAG_PREFIXES = ("NN", "NP", "NR", "VV", "VA", "MM", "MA", "XR", "SL", "SN", "SH")
+
+
+@lru_cache(maxsize=1)
+def _kiwi():
+    from kiwipiepy import Kiwi
+    return Kiwi()
+
+
+def morphemes(text: str) -> list[str]:
+    """Content morphemes of `text` (surface forms), lower-cased; character bigrams as a fallback."""
+    toks = [t.form.lower() for t in _kiwi().tokenize(text) if t.tag.startswith(_CONTENT_TAG_PREFIXES)]
+    return toks or [text[i:i + 2] for i in range(max(1, len(text) - 1))]
+
+
+class RetrievalAnswerer:
+    """Index (question, answer) pairs; answer a new question with the best match's answer."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        import bm25s
+        if not pairs:
+            raise ValueError("retrieval needs at least one training question")
+        self.answers = [a for _, a in pairs]
+        self.questions = [q for q, _ in pairs]
+        self.index = bm25s.BM25()
+        self.index.index([morphemes(q) for q in self.questions], show_progress=False)
+
+    def answer(self, questions: list[str]) -> list[str]:
+        if not questions:
+            return []
+        docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=1, show_progress=False)
+        return [self.answers[int(d[0])] for d in docs]

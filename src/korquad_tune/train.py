@@ -1,0 +1,299 @@
+"""Train stage: LoRA / QLoRA / full SFT with TRL's SFTTrainer on the run folder's questions (+ paraphrases).
+
+What it does beyond AutoTrain's SFT: prompt and answer are tokenised separately (so training sees exactly
+the tokens inference will), the loss is on the answer by default, the output layer is only applied at the
+positions that carry loss (Gemma 3's 262k-token head is most of the model's compute), checkpoints every N
+steps with `--resume`, and the adapter folder records the base model, template and config it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from korquad_tune import KorquadTuneError
+from korquad_tune.config import TrainConfig, dump_yaml
+from korquad_tune.io import atomic_write_text, read_json, write_json, write_jsonl
+from korquad_tune.models import ADAPTER_META, load_base_model, load_tokenizer, resolve_model
+from korquad_tune.prompts import get_template
+from korquad_tune.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- data
+def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,
+                   paraphrases_per_question: int | None = None) -> list[tuple[str, str]]:
+    """(question, answer) pairs: every original question, then each of its paraphrases with the same answer."""
+    pairs = []
+    for rec in qa:
+        answer = rec["answers"][0]
+        pairs.append((rec["question"], answer))
+        paras = (augmentation or {}).get(rec["question"], [])
+        for p in paras[:paraphrases_per_question] if paraphrases_per_question is not None else paras:
+            pairs.append((p, answer))
+    return pairs
+
+
+def tokenize_pair(tokenizer, template, question: str, answer: str, max_length: int) -> dict:
+    """Prompt and answer tokenised separately; EOS closes the answer so generation learns where to stop."""
+    prompt_ids = tokenizer(template.prompt(question, tokenizer), add_special_tokens=True).input_ids
+    answer_ids = tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    ids = (prompt_ids + answer_ids)[:max_length]
+    mask = ([0] * len(prompt_ids) + [1] * len(answer_ids))[:max_length]
+    return {"input_ids": ids, "completion_mask": mask}
+
+
+def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length: int):
+    from datasets import Dataset
+    rows = [tokenize_pair(tokenizer, template, q, a, max_length) for q, a in pairs]
+    return Dataset.from_list(rows)
+
+
+def load_augmentation(run: RunDir) -> dict[str, list[str]]:
+    if not run.augmentation.exists():
+        raise KorquadTuneError(f"{run.augmentation}: not found; run `korquad-tune augment {run.root}` first, "
+                               "or train with --no-augment")
+    doc = read_json(run.augmentation)
+    return doc.get("augmentation_dict", doc)
+
+
+# ---------------------------------------------------------------- speed: logits only where the loss is
+class _LossPositionsHead:
+    """Patches the output layer's forward so it runs only on positions that carry loss.
+
+    The model's own forward still runs (so DDP/accelerate hooks work); the head sees (B, T, H) hidden states
+    and returns (N, V) logits for the N positions in `keep`. Patching the instance (not replacing the module)
+    keeps state-dict keys, so checkpoints and adapters are unchanged.
+    """
+
+    def __init__(self, head):
+        self.head = head
+        self.keep = None
+        self._orig = head.forward
+        head.forward = self._forward
+
+    def _forward(self, hidden, *args, **kwargs):
+        if self.keep is not None and hidden.dim() == 3 and hidden.shape[:2] == self.keep.shape:
+            hidden = hidden[self.keep]
+        return self._orig(hidden, *args, **kwargs)
+
+    def restore(self):
+        self.head.forward = self._orig
+
+
+def _find_output_head(model):
+    inner = model
+    for attr in ("module", "base_model", "model"):  # DDP -> peft -> causal LM
+        while hasattr(inner, attr) and not hasattr(inner, "lm_head"):
+            inner = getattr(inner, attr)
+    return getattr(inner, "lm_head", None), getattr(inner, "config", None)
+
+
+def make_trainer_class():
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class AnswerLossSFTTrainer(SFTTrainer):
+        """SFTTrainer whose loss applies the output layer only at answer positions (same loss, less work)."""
+
+        def __init__(self, *args, answer_logits_only: bool = True, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._patched = None
+            if answer_logits_only:
+                head, config = _find_output_head(self.model)
+                if head is not None:
+                    self._patched = _LossPositionsHead(head)
+                    self._softcap = getattr(config, "final_logit_softcapping", None)
+            self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides by GA steps
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self._patched is None or not model.training:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            keep = labels.new_zeros(labels.shape, dtype=bool)
+            keep[:, :-1] = labels[:, 1:] != -100  # position t predicts token t+1
+            targets = labels[:, 1:][labels[:, 1:] != -100]
+            self._patched.keep = keep
+            try:
+                fwd = {k: v for k, v in inputs.items() if k not in ("labels", "completion_mask")}
+                outputs = model(**fwd, use_cache=False)
+            finally:
+                self._patched.keep = None
+            logits = outputs.logits
+            if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
+                raise RuntimeError("output head did not honour the loss-position mask")
+            logits = logits.float()
+            if self._softcap:
+                logits = torch_tanh_softcap(logits, self._softcap)
+            loss = F.cross_entropy(logits, targets)
+            return (loss, outputs) if return_outputs else loss
+
+    return AnswerLossSFTTrainer
+
+
+def torch_tanh_softcap(logits, cap: float):
+    import torch
+    return torch.tanh(logits / cap) * cap
+
+
+# ---------------------------------------------------------------- progress
+def make_progress_callback():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        def __init__(self):
+            self.progress = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                self.progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/"
+                                         "{task.total} steps"), TextColumn("loss {task.fields[loss]}"),
+                                         TimeElapsedColumn(), TimeRemainingColumn())
+                self.progress.start()
+                self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step,
+                                                   loss="-")
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.progress:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if self.progress and logs and "loss" in logs:
+                self.progress.update(self.task, loss=f"{logs['loss']:.4f}")
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.progress:
+                self.progress.stop()
+
+    return RichProgress()
+
+
+# ---------------------------------------------------------------- the stage
+def _use_bf16(cfg: TrainConfig, device: str) -> bool:
+    import torch
+    if cfg.bf16 is not None:
+        return cfg.bf16
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    # CPU bf16 autocast only pays off with native bf16 matmuls (AVX512-BF16 / AMX).
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules, modules_to_save=cfg.modules_to_save or None,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def _latest_checkpoint(ckpt_dir: Path) -> str | None:
+    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augment: bool = True,
+          resume: bool = False, device: str | None = None, max_steps: int | None = None) -> Path:
+    """Train an adapter on RUN_DIR/qa.jsonl (+ augmentation.json) into RUN_DIR/adapters/<name>/."""
+    import torch
+    from transformers import set_seed
+    from trl import SFTConfig
+
+    from korquad_tune.data import load_qa
+    from korquad_tune.models import default_device
+
+    run = RunDir(run_dir)
+    name = name or ("aug" if augment else "no-aug")
+    out = run.adapter(name)
+    qa = load_qa(run_dir)
+    augmentation = load_augmentation(run) if augment else None
+    device = device or default_device()
+    if cfg.quantization == "int4" and device != "cuda":
+        raise KorquadTuneError("this preset asks for int4 (QLoRA), which needs a CUDA GPU; "
+                               "on CPU use --preset cpu-default or --quantization none")
+    threads = cfg.threads or os.cpu_count() or 1
+    if device == "cpu":
+        torch.set_num_threads(threads)
+    set_seed(cfg.seed)
+
+    resolved = resolve_model(cfg.model)
+    tok = load_tokenizer(resolved)
+    template = get_template(cfg.template)
+    pairs = training_pairs(qa, augmentation, cfg.paraphrases_per_question)
+    dataset = build_dataset(tok, template, pairs, cfg.max_length)
+    model = load_base_model(resolved, device=device, load_in_4bit=cfg.quantization == "int4")
+
+    ckpt_dir = run.root / "checkpoints" / name
+    last = _latest_checkpoint(ckpt_dir) if resume else None
+    if not resume and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)  # a fresh run must not mix with an old one's checkpoints
+    grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
+    bf16 = _use_bf16(cfg, device)
+    args = SFTConfig(
+        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
+        bf16=bf16, fp16=False, gradient_checkpointing=grad_ckpt, use_cpu=device == "cpu",
+        max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=cfg.loss == "answer",
+        train_sampling_strategy="random" if cfg.packing else "group_by_length", logging_steps=cfg.logging_steps, save_strategy="steps",
+        save_steps=cfg.save_steps, save_total_limit=2, report_to=cfg.report_to,
+        disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=True,
+        dataset_kwargs={"skip_prepare_dataset": False},
+    )
+    trainer_cls = make_trainer_class()
+    peft_config = _lora_config(cfg) if cfg.method == "lora" else None
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
+                          peft_config=peft_config, callbacks=[make_progress_callback()],
+                          answer_logits_only=cfg.loss == "answer" and not cfg.packing)
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)  # the rich bar shows progress and loss; logs go to train_log.jsonl
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.time() - started
+    if trainer._patched is not None:
+        trainer._patched.restore()
+
+    if trainer.is_world_process_zero():
+        _save_adapter(trainer, tok, out, cfg, resolved.spec, name, augment, len(pairs), seconds, result, resume)
+    return out
+
+
+def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, name: str, augment: bool,
+                  n_examples: int, seconds: float, result, resumed: bool) -> None:
+    """Write adapter + tokenizer + metadata to a temp folder, then rename: never half an adapter."""
+    tmp = out.parent / f".{out.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    history = trainer.state.log_history
+    write_jsonl(tmp / "train_log.jsonl", history)
+    atomic_write_text(tmp / "train_config.yaml", dump_yaml(cfg))
+    losses = [h["loss"] for h in history if "loss" in h]
+    write_json(tmp / ADAPTER_META, {
+        "model": model_spec, "template": cfg.template, "name": name, "augment": augment,
+        "method": cfg.method, "examples": n_examples, "epochs": cfg.epochs, "steps": trainer.state.global_step,
+        "train_seconds": round(seconds, 1), "final_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss, "resumed": resumed,
+    })
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def adapter_done(run_dir: str | Path, name: str) -> bool:
+    return (RunDir(run_dir).adapter(name) / ADAPTER_META).exists()
+
+
+def read_adapter_info(adapter_dir: str | Path) -> dict:
+    return json.loads((Path(adapter_dir) / ADAPTER_META).read_text())

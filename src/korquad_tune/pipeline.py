@@ -1,0 +1,141 @@
+"""`korquad-tune run`: the whole experiment, resumable stage by stage.
+
+prepare -> augment -> train (no-aug, aug) -> evaluate (base, retrieval, no-aug, aug on the trained questions and
+on held-out paraphrases) -> report. A stage whose output exists (for the same settings) is not redone; a
+training killed midway continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from korquad_tune import KorquadTuneError
+from korquad_tune.config import RunConfig, dump_yaml, load_train_config
+from korquad_tune.io import atomic_write_text, read_json, write_json, write_jsonl
+from korquad_tune.rundir import RunDir
+
+ADAPTERS = {"no-aug": False, "aug": True}
+
+
+class _Timings:
+    def __init__(self, run: RunDir):
+        self.path = run.timings
+        self.data = read_json(self.path) if self.path.exists() else {}
+
+    def record(self, stage: str, seconds: float) -> None:
+        self.data[stage] = round(seconds, 1)
+        write_json(self.path, self.data)
+
+
+def _fingerprint(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _check_settings(run: RunDir, cfg: RunConfig, fresh: bool) -> None:
+    """A run folder belongs to one configuration: refuse to mix results from two."""
+    stamp = run.root / "run_config.json"
+    current = {"fingerprint": _fingerprint(cfg.model_dump()), "config": cfg.model_dump()}
+    if fresh and run.root.exists():
+        for child in ("qa.jsonl", "augmentation.json", "heldout.jsonl", "adapters", "checkpoints", "eval",
+                      "timings.json", "metrics.json", "report.md", "report.png", "run_config.json"):
+            p = run.root / child
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    if stamp.exists() and read_json(stamp).get("fingerprint") != current["fingerprint"]:
+        raise KorquadTuneError(f"{run.root} holds a run with other settings; use another --out, or --fresh to "
+                               "start this folder over")
+    write_json(stamp, current)
+
+
+def _heldout_rows(cfg: RunConfig) -> list[dict] | None:
+    from korquad_tune.augment import load_shipped_heldout
+    from korquad_tune.data import load_questions
+    if cfg.heldout:
+        return load_questions(cfg.heldout)
+    if cfg.data is None and cfg.articles == 3 and cfg.limit is None:
+        return [{k: r[k] for k in ("id", "question", "answers")} for r in load_shipped_heldout()]
+    return None  # no held-out paraphrases exist for other data unless given
+
+
+def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=None) -> Path:
+    from rich.console import Console
+
+    from korquad_tune.augment import augment
+    from korquad_tune.data import load_qa, prepare
+    from korquad_tune.evaluate import Answerer, print_table, retrieval_pairs, write_system_result
+    from korquad_tune.report import write_report
+    from korquad_tune.retrieval import RetrievalAnswerer
+    from korquad_tune.train import adapter_done, train
+
+    console = console or Console()
+    run = RunDir(out)
+    run.root.mkdir(parents=True, exist_ok=True)
+    _check_settings(run, cfg, fresh)
+    timings = _Timings(run)
+    train_cfg = load_train_config(cfg.preset, cfg.train)
+    atomic_write_text(run.config, "# run\n" + dump_yaml(cfg) + "# train (resolved preset + overrides)\n"
+                      + dump_yaml(train_cfg))
+
+    def stage(name: str):
+        console.rule(f"[bold]{name}")
+        return time.time()
+
+    if not run.qa.exists():
+        t = stage("prepare")
+        _, s = prepare(run.root, data=cfg.data, articles=cfg.articles, limit=cfg.limit)
+        console.print(f"{s.questions} questions from {s.articles} articles")
+        timings.record("prepare", time.time() - t)
+    if not run.augmentation.exists():
+        t = stage(f"augment ({cfg.augment_backend})")
+        backend = cfg.augment_backend
+        _, s = augment(run.root, backend=backend, n=cfg.augment_n, file=cfg.augment_file)
+        console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
+        timings.record("augment", time.time() - t)
+    heldout = _heldout_rows(cfg)
+    if heldout is not None and not run.heldout.exists():
+        write_jsonl(run.heldout, heldout)
+
+    for name, with_aug in ADAPTERS.items():
+        if name in cfg.systems and not adapter_done(run.root, name):
+            t = stage(f"train {name}")
+            train(run.root, train_cfg, name=name, augment=with_aug, resume=True)
+            timings.record(f"train {name}", time.time() - t)
+
+    qa = [{k: r[k] for k in ("id", "question", "answers")} for r in load_qa(run.root)]
+    question_sets = {"trained": qa, **({"heldout": heldout} if heldout else {})}
+    todo = [(s, system) for s in question_sets for system in cfg.systems
+            if not (run.evaluation(system, s) / "metrics.json").exists()]
+    if todo:
+        t = stage("evaluate")
+        retrieval = None
+        model_systems = [x for x in cfg.systems if x != "retrieval"]
+        answerer = None
+        if any(system in model_systems for _, system in todo):
+            answerer = Answerer.load(model=train_cfg.model,
+                                     adapters=[run.adapter(n) for n in ADAPTERS if n in cfg.systems])
+        for set_name, system in todo:
+            questions = question_sets[set_name]
+            texts = [q["question"] for q in questions]
+            t0 = time.time()
+            if system == "retrieval":
+                retrieval = retrieval or RetrievalAnswerer(retrieval_pairs(run.root))
+                answers = retrieval.answer(texts)
+            else:
+                adapter = None if system == "base" else system.replace(".", "_")
+                answers = answerer.answer(texts, adapter, cfg.batch_size, cfg.max_new_tokens,
+                                          f"{system} on {set_name}")
+            m = write_system_result(run.evaluation(system, set_name), system, questions, answers,
+                                    {"seconds": round(time.time() - t0, 1)})
+            console.print(f"{system:>9} on {set_name:<8} EM {m['exact_match']:5.1f}  F1 {m['f1']:5.1f}  "
+                          f"({time.time() - t0:.0f}s)")
+        timings.record("evaluate", time.time() - t)
+    stage("report")
+    paths = write_report(run.root, settings={"yaml": run.config.read_text(encoding="utf-8")})
+    metrics = read_json(run.metrics)["sets"]
+    for set_name, systems in metrics.items():
+        print_table(systems, console, title=set_name)
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+    return run.report_md

@@ -25,8 +25,8 @@ from korquad_tune.rundir import RunDir
 ORIGINAL_PROMPT = "{question}\n\n위 문장을 Data Augmentation하기 위해서 뜻은 같지만 비슷한 문장 {n}개를 만들어줘"
 SHIPPED_TRAIN = "paraphrases_train.json"
 SHIPPED_HELDOUT = "heldout_paraphrases.jsonl"
-NEAR_DUPLICATE = 0.9  # character-bigram Jaccard above which two questions count as the same
 MAX_LENGTH_RATIO = 2.0
+MIN_LENGTH_RATIO = 0.3  # a reply shorter than this is a fragment, not a question
 
 
 # ------------------------------------------------------------------ parsing an LLM's list
@@ -48,14 +48,12 @@ def parse_list(reply: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ filters (every backend)
-def _bigrams(text: str) -> set[str]:
-    t = re.sub(r"\s+", "", text)
-    return {t[i:i + 2] for i in range(len(t) - 1)} or {t}
-
-
-def _similar(a: str, b: str) -> float:
-    x, y = _bigrams(a), _bigrams(b)
-    return len(x & y) / len(x | y)
+def _near_duplicate(a: str, b: str) -> bool:
+    """One character apart (ignoring spaces and punctuation): a typo or a dropped particle, not a rewording."""
+    from difflib import SequenceMatcher
+    x, y = _key(a), _key(b)
+    same = sum(block.size for block in SequenceMatcher(None, x, y, autojunk=False).get_matching_blocks())
+    return max(len(x), len(y)) - same <= 1
 
 
 def filter_paraphrases(question: str, answers: list[str], candidates: list[str], n: int,
@@ -73,12 +71,14 @@ def filter_paraphrases(question: str, answers: list[str], candidates: list[str],
             counts["original"] += 1
         elif any(key == _key(k) for k in kept):
             counts["duplicate"] += 1
-        elif any(_similar(cand, k) >= NEAR_DUPLICATE for k in kept):
+        elif any(_near_duplicate(cand, k) for k in kept):
             counts["near_duplicate"] += 1
         elif any(g and g in normalize_answer(cand).replace(" ", "") and g not in norm_q for g in gold):
             counts["contains_answer"] += 1
         elif len(cand) > MAX_LENGTH_RATIO * len(question) + 10:
             counts["too_long"] += 1
+        elif len(key) < MIN_LENGTH_RATIO * len(norm_q):
+            counts["too_short"] += 1
         elif len(kept) >= n:
             counts["over_n"] += 1
         else:

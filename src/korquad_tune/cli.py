@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -141,7 +142,8 @@ def train_cmd(run_dir: Path,
         overrides[key.strip()] = yaml.safe_load(value)
     cfg = load_train_config(preset, overrides)
     out = train(run_dir, cfg, name=name, augment=not no_augment, resume=resume, max_steps=max_steps)
-    console.print(f"adapter written to {out}")
+    if os.environ.get("RANK", "0") == "0":  # one line, not one per data-parallel process
+        console.print(f"adapter written to {out}")
 
 
 @app.command("export")
@@ -172,7 +174,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         questions = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
         for q, a in zip(questions, answerer.answer(questions, use, batch_size=batch_size,
                                                    max_new_tokens=max_new_tokens, progress_label="ask")):
-            console.print(f"{q}\t{a}", highlight=False)
+            typer.echo(f"{q}\t{a}")  # tab-separated, for scripts (rich would expand the tab)
     elif question is not None:
         console.print(answerer.answer([question], use, max_new_tokens=max_new_tokens)[0], highlight=False)
     else:

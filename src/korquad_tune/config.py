@@ -27,7 +27,9 @@ class TrainConfig(BaseModel):
     target_modules: str | list[str] = Field("all-linear", description="LoRA target modules")
     modules_to_save: list[str] = Field(default_factory=list, description="extra fully-trained modules")
     learning_rate: float = 5e-4
-    epochs: float = 8
+    epochs: float = Field(8, description="passes over the original questions (no augmentation)")
+    augmented_epochs: float | None = Field(None, description="passes when paraphrases are added (each question "
+                                           "then appears 1+n times per pass); None = `epochs`")
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_length: int = 256
@@ -60,7 +62,7 @@ class RunConfig(BaseModel):
     heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
     preset: str = "cpu-default"
     train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
-    max_new_tokens: int = 32
+    max_new_tokens: int = 24
     batch_size: int = 16
     systems: list[str] = Field(default_factory=lambda: ["base", "retrieval", "no-aug", "aug"])
 

@@ -183,7 +183,9 @@ def load_base_model(resolved: ResolvedModel, device: str | None = None, load_in_
     """Load the causal LM: 4-bit nf4 on CUDA when asked, plain weights otherwise (fp32 on CPU)."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress bars say what is happening
     device = device or default_device()
     kwargs: dict = {}
     if load_in_4bit:

@@ -50,14 +50,18 @@ def _check_settings(run: RunDir, cfg: RunConfig, fresh: bool) -> None:
     write_json(stamp, current)
 
 
-def _heldout_rows(cfg: RunConfig) -> list[dict] | None:
+def _heldout_rows(cfg: RunConfig, qa_ids: set[str]) -> list[dict] | None:
+    """The held-out paraphrases: the given file, else the shipped ones for the questions this run trains on
+    (they exist for the first three articles of the shipped dev set); None when there are none."""
     from korquad_tune.augment import load_shipped_heldout
     from korquad_tune.data import load_questions
     if cfg.heldout:
         return load_questions(cfg.heldout)
-    if cfg.data is None and cfg.articles == 3 and cfg.limit is None:
-        return [{k: r[k] for k in ("id", "question", "answers")} for r in load_shipped_heldout()]
-    return None  # no held-out paraphrases exist for other data unless given
+    if cfg.data is None:
+        rows = [{k: r[k] for k in ("id", "question", "answers")} for r in load_shipped_heldout()
+                if r["source_id"] in qa_ids]
+        return rows or None
+    return None
 
 
 def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=None) -> Path:
@@ -94,7 +98,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
         _, s = augment(run.root, backend=backend, n=cfg.augment_n, file=cfg.augment_file)
         console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
         timings.record("augment", time.time() - t)
-    heldout = _heldout_rows(cfg)
+    heldout = _heldout_rows(cfg, {r["id"] for r in load_qa(run.root)})
     if heldout is not None and not run.heldout.exists():
         write_jsonl(run.heldout, heldout)
 

@@ -49,7 +49,9 @@ def tokenize_pair(tokenizer, template, question: str, answer: str, max_length: i
 
 
 def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length: int):
+    import datasets
     from datasets import Dataset
+    datasets.disable_progress_bars()
     rows = [tokenize_pair(tokenizer, template, q, a, max_length) for q, a in pairs]
     return Dataset.from_list(rows)
 
@@ -110,6 +112,20 @@ def make_trainer_class():
                     self._patched = _LossPositionsHead(head)
                     self._softcap = getattr(config, "final_logit_softcapping", None)
             self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides by GA steps
+            self.seen_batches: list[str] = []  # content hashes, to check what each DDP rank trained on
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return EpochSeededLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=[len(ids) for ids in dataset["input_ids"]], seed=self.args.data_seed or self.args.seed)
+
+        def training_step(self, model, inputs, *args, **kwargs):
+            import hashlib
+            self.seen_batches.append(hashlib.sha1(inputs["input_ids"].cpu().numpy().tobytes()).hexdigest()[:16])
+            return super().training_step(model, inputs, *args, **kwargs)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self._patched is None or not model.training:
@@ -134,6 +150,32 @@ def make_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return AnswerLossSFTTrainer
+
+
+def _length_grouped_sampler_base():
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+    return LengthGroupedSampler
+
+
+class EpochSeededLengthGroupedSampler(_length_grouped_sampler_base()):
+    """Length-grouped batches whose order depends only on (seed, epoch).
+
+    transformers' sampler draws from the global RNG, so a run resumed mid-epoch (global RNG restored to the
+    checkpoint's state, not the epoch's start) would see another order than the uninterrupted run.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 def torch_tanh_softcap(logits, cap: float):
@@ -202,7 +244,8 @@ def _latest_checkpoint(ckpt_dir: Path) -> str | None:
 
 
 def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augment: bool = True,
-          resume: bool = False, device: str | None = None, max_steps: int | None = None) -> Path:
+          resume: bool = False, device: str | None = None, max_steps: int | None = None,
+          callbacks: list | None = None) -> Path:
     """Train an adapter on RUN_DIR/qa.jsonl (+ augmentation.json) into RUN_DIR/adapters/<name>/."""
     import torch
     from transformers import set_seed
@@ -239,7 +282,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
     bf16 = _use_bf16(cfg, device)
     args = SFTConfig(
-        output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=max_steps or -1,
+        output_dir=str(ckpt_dir),
+        num_train_epochs=cfg.augmented_epochs if augment and cfg.augmented_epochs is not None else cfg.epochs, max_steps=max_steps or -1,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
@@ -253,7 +297,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     trainer_cls = make_trainer_class()
     peft_config = _lora_config(cfg) if cfg.method == "lora" else None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
-                          peft_config=peft_config, callbacks=[make_progress_callback()],
+                          peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
                           answer_logits_only=cfg.loss == "answer" and not cfg.packing)
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # the rich bar shows progress and loss; logs go to train_log.jsonl
@@ -262,6 +306,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     seconds = time.time() - started
     if trainer._patched is not None:
         trainer._patched.restore()
+    rank = trainer.args.process_index
+    write_json(ckpt_dir / f"seen_batches_rank{rank}.json", trainer.seen_batches)
 
     if trainer.is_world_process_zero():
         _save_adapter(trainer, tok, out, cfg, resolved.spec, name, augment, len(pairs), seconds, result, resume)
@@ -282,7 +328,7 @@ def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, na
     losses = [h["loss"] for h in history if "loss" in h]
     write_json(tmp / ADAPTER_META, {
         "model": model_spec, "template": cfg.template, "name": name, "augment": augment,
-        "method": cfg.method, "examples": n_examples, "epochs": cfg.epochs, "steps": trainer.state.global_step,
+        "method": cfg.method, "examples": n_examples, "epochs": trainer.args.num_train_epochs, "steps": trainer.state.global_step,
         "train_seconds": round(seconds, 1), "final_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss, "resumed": resumed,
     })

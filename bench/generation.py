@@ -1,0 +1,61 @@
+"""Generation speed: the original notebook's `gen()` loop against korquad-tune's batched generation.
+
+Same model, same questions (the 85 of the default run), same 2 CPU threads, measured in one process:
+- baseline: one question at a time, greedy, max_new_tokens=128, no stop rule (the notebook's `gen()`);
+- korquad-tune: `generate_answers` (length-sorted left-padded batches, stop at EOS / `###` / newline,
+  max_new_tokens=32).
+Prints questions/second for both and the ratio; `--adapter` measures a fine-tuned model instead of the base.
+
+    python bench/generation.py [--model gemma3-270m] [--adapter runs/default/adapters/aug] [--limit 85]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def main() -> None:
+    from korquad_tune.data import parse_squad, shipped_dev_path
+    from korquad_tune.generate import generate_answers, original_gen
+    from korquad_tune.models import load_model_with_adapters
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="gemma3-270m")
+    p.add_argument("--adapter", default=None)
+    p.add_argument("--limit", type=int, default=85)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    records, _ = parse_squad(shipped_dev_path(), articles=3)
+    questions = [r["question"] for r in records][: args.limit]
+    model, tok, names = load_model_with_adapters(args.model, [args.adapter] if args.adapter else None)
+    if names:
+        model.set_adapter(names[0])
+    generate_answers(model, tok, questions[:2])  # warm-up, untimed
+
+    t = time.perf_counter()
+    batched = generate_answers(model, tok, questions, batch_size=args.batch_size, max_new_tokens=32)
+    ours_s = time.perf_counter() - t
+    t = time.perf_counter()
+    baseline = [original_gen(model, tok, q, max_new_tokens=128) for q in questions]
+    base_s = time.perf_counter() - t
+
+    result = {"model": args.model, "adapter": args.adapter, "questions": len(questions),
+              "threads": args.threads, "batch_size": args.batch_size,
+              "baseline_gen_q_per_s": len(questions) / base_s, "korquad_tune_q_per_s": len(questions) / ours_s,
+              "speedup": base_s / ours_s, "baseline_s": base_s, "korquad_tune_s": ours_s,
+              "example": {"question": questions[0], "baseline": baseline[0][:120], "korquad_tune": batched[0]}}
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, ensure_ascii=False, indent=2)
+
+
+if __name__ == "__main__":
+    main()

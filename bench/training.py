@@ -1,0 +1,151 @@
+"""Training speed: korquad-tune's trainer against TRL's SFTTrainer used the way AutoTrain uses it.
+
+Same model (gemma3-270m), same data (the default run's 85 questions + shipped paraphrases), same LoRA
+(r=16, alpha=32, dropout 0.05, all linear layers), lr, batch 8, max length 256, fp32, same threads, one process:
+- baseline (AutoTrain's SFT): a `text` column, packing, loss on the whole sequence, gradient checkpointing on
+  (TRL's default, which AutoTrain keeps), full logits;
+- korquad-tune: prompt/answer pre-tokenised, length-grouped dynamic padding, loss on answer tokens only with the
+  output layer applied only there, gradient checkpointing off on CPU.
+Each runs --steps optimizer steps; the median step time (first step excluded) times the steps in one epoch gives
+seconds/epoch; tokens/second counts the non-padding tokens each step processed.
+
+    python bench/training.py [--steps 12] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def make_timer():
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times, self.tokens, self._t = [], [], None
+            self.steps_per_epoch = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            self._t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter() - self._t)
+
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
+            if train_dataloader is not None:
+                self.steps_per_epoch = len(train_dataloader)
+
+    return StepTimer()
+
+
+def count_tokens(trainer_cls):
+    """Subclass that records the real (non-padding) tokens of every batch it trains on."""
+
+    class Counting(trainer_cls):
+        counted: list[int] = []
+
+        def training_step(self, model, inputs, *a, **kw):
+            mask = inputs.get("attention_mask")
+            n = int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+            type(self).counted.append(n)
+            return super().training_step(model, inputs, *a, **kw)
+
+    return Counting
+
+
+def summarize(name, timer, tokens):
+    steady = timer.times[1:]
+    step = statistics.median(steady)
+    tok_s = sum(tokens[1:len(timer.times)]) / sum(steady)
+    return {"system": name, "median_step_s": step, "steps_per_epoch": timer.steps_per_epoch,
+            "seconds_per_epoch": step * timer.steps_per_epoch, "tokens_per_second": tok_s,
+            "steps_timed": len(steady)}
+
+
+def run_baseline(run_dir: Path, steps: int, cfg) -> dict:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from korquad_tune.data import load_qa
+    from korquad_tune.models import load_base_model, load_tokenizer, resolve_model
+    from korquad_tune.prompts import get_template
+    from korquad_tune.rundir import RunDir
+    from korquad_tune.train import load_augmentation, training_pairs
+
+    resolved = resolve_model(cfg.model)
+    tok = load_tokenizer(resolved)
+    tpl = get_template(cfg.template)
+    pairs = training_pairs(load_qa(run_dir), load_augmentation(RunDir(run_dir)))
+    data = Dataset.from_list([{"text": tpl.text(q, a)} for q, a in pairs])
+    model = load_base_model(resolved, device="cpu")
+    args = SFTConfig(output_dir=str(run_dir / "baseline"), max_steps=steps, per_device_train_batch_size=8,
+                     learning_rate=cfg.learning_rate, packing=True, max_length=cfg.max_length,
+                     completion_only_loss=False, gradient_checkpointing=True, bf16=False, use_cpu=True,
+                     report_to="none", save_strategy="no", logging_steps=1000, disable_tqdm=True)
+    timer = make_timer()
+    trainer_cls = count_tokens(SFTTrainer)
+    trainer_cls.counted = []
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = trainer_cls(model=model, args=args, train_dataset=data, processing_class=tok, peft_config=lora,
+                          callbacks=[timer])
+    trainer.train()
+    return summarize("TRL SFTTrainer as AutoTrain (packing, full loss, grad ckpt)", timer, trainer_cls.counted)
+
+
+def run_ours(run_dir: Path, steps: int, cfg) -> dict:
+    from korquad_tune import train as train_mod
+
+    timer = make_timer()
+    counted: list[int] = []
+    original = train_mod.make_trainer_class
+
+    def counting_factory():
+        cls = count_tokens(original())
+        cls.counted = counted
+        return cls
+
+    train_mod.make_trainer_class = counting_factory
+    try:
+        train_mod.train(run_dir, cfg, name="bench", augment=True, max_steps=steps, callbacks=[timer])
+    finally:
+        train_mod.make_trainer_class = original
+    return summarize("korquad-tune (answer-only loss, loss-position head, no grad ckpt)", timer, counted)
+
+
+def main() -> None:
+    from korquad_tune.augment import augment
+    from korquad_tune.config import load_train_config
+    from korquad_tune.data import prepare
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_train_config("cpu-default", {"threads": args.threads, "bf16": False, "save_steps": 10_000})
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        prepare(run, articles=3)
+        augment(run, backend="shipped")
+        ours = run_ours(run, args.steps, cfg)
+        baseline = run_baseline(run, args.steps, cfg)
+    result = {"threads": args.threads, "model": cfg.model, "baseline": baseline, "korquad_tune": ours,
+              "epoch_speedup": baseline["seconds_per_epoch"] / ours["seconds_per_epoch"],
+              "tokens_per_second_ratio": ours["tokens_per_second"] / baseline["tokens_per_second"]}
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Augment backends and filters; the openai backend against a real HTTP server on 127.0.0.1."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from korquad_tune.augment import augment, filter_paraphrases, load_shipped_heldout, parse_list
+from korquad_tune.cli import app
+from korquad_tune.data import load_qa, prepare
+from korquad_tune.korean_rules import keeps_entities, protected_spans, rule_paraphrases
+from korquad_tune.train import load_augmentation, training_pairs
+
+runner = CliRunner()
+
+
+# ------------------------------------------------------------------ parsing and filters
+def test_parse_numbered_and_bulleted_lists():
+    reply = ("다음은 비슷한 문장 10개입니다:\n1. 헤이그의 아내는 누구인가?\n2) 헤이그의 배우자는?\n"
+             "- 헤이그가 결혼한 사람은?\n• \"헤이그의 부인 이름은?\"\n③ 헤이그와 결혼한 여성은 누구야?\n\n")
+    assert parse_list(reply) == ["헤이그의 아내는 누구인가?", "헤이그의 배우자는?", "헤이그가 결혼한 사람은?",
+                                 "헤이그의 부인 이름은?", "헤이그와 결혼한 여성은 누구야?"]
+
+
+def test_filters_drop_and_count():
+    q = "헤이그가 공부한 대학교는?"
+    counts = Counter()
+    kept = filter_paraphrases(q, ["노터데임 대학교"], [
+        "", "헤이그가 공부한 대학교는?", "헤이그가 공부한 대학교는 어디인가?", "헤이그가 공부한 대학교는 어디인가 ?",
+        "헤이그가 다닌 노터데임 대학교는 어디인가?", "헤이그가 공부한 대학교는 어디인가요?",
+        "헤이그가 젊은 시절 입학해서 여러 해 동안 다니며 공부하고 졸업까지 한 바로 그 대학교의 정식 이름은 무엇인지 자세히 알려줄 수 있나요?", "대학?",
+        "헤이그는 어느 대학교에서 공부했나?", "헤이그가 다닌 대학은?"], n=1, counts=counts)
+    assert kept == ["헤이그가 공부한 대학교는 어디인가?"]
+    assert counts == Counter(empty=1, original=1, duplicate=1, near_duplicate=1, contains_answer=1, too_long=1,
+                             too_short=1, over_n=2)
+
+
+# ------------------------------------------------------------------ shipped sets
+def test_shipped_backend_gives_85_times_11_prompts(run3):
+    path, summary = augment(run3, backend="shipped")
+    pairs = training_pairs(load_qa(run3), load_augmentation(__import__("korquad_tune.rundir").rundir.RunDir(run3)))
+    assert summary["questions"] == 85
+    assert summary["kept"] >= 840 and len(pairs) == 85 + summary["kept"]
+    doc = json.loads(path.read_text())
+    assert set(doc) == {"augmentation_dict", "provenance", "summary"}
+    assert all(len(v) <= 10 for v in doc["augmentation_dict"].values())
+
+
+def test_heldout_never_appears_in_training(run3):
+    from korquad_tune.augment import SHIPPED_TRAIN, shipped_resource
+    held = load_shipped_heldout()
+    assert len(held) == 170 and {len(h["answers"]) > 0 for h in held} == {True}
+    shipped = json.loads(shipped_resource(SHIPPED_TRAIN).read_text())["augmentation_dict"]
+    trained = {q for q in shipped} | {p for v in shipped.values() for p in v}
+    trained |= {p for q in shipped for p in rule_paraphrases(q, n=20)}  # nor in what the rules backend makes
+    norm = lambda s: re.sub(r"[\s?.!]", "", s)  # noqa: E731
+    assert not {norm(h["question"]) for h in held} & {norm(t) for t in trained}
+    qa_ids = {r["id"] for r in load_qa(run3)}
+    assert {h["source_id"] for h in held} == qa_ids
+
+
+# ------------------------------------------------------------------ rules backend
+def test_rules_backend_variants_keep_entities_and_numbers(run3):
+    qa = load_qa(run3)
+    enough = 0
+    for r in qa:
+        variants = rule_paraphrases(r["question"], n=10, seed=0)
+        assert len(set(variants)) == len(variants)
+        enough += len(variants) >= 5
+        for v in variants:
+            assert keeps_entities(r["question"], v), (r["question"], v)
+            for num in re.findall(r"\d+", r["question"]):
+                assert num in v
+    assert enough >= 0.9 * len(qa)
+
+
+def test_rules_are_deterministic_and_seeded():
+    q = "알렉산더 헤이그가 1984년 발간한 회고록의 제목은 무엇인가?"
+    assert rule_paraphrases(q, seed=1) == rule_paraphrases(q, seed=1)
+    assert set(rule_paraphrases(q, n=50, seed=1)) == set(rule_paraphrases(q, n=50, seed=2))
+    assert "알렉산더 헤이그" in protected_spans(q) and "1984" in protected_spans(q)
+
+
+def test_rules_grammar_examples():
+    vs = rule_paraphrases("헤이그가 공부한 대학교는?", n=30)
+    assert "헤이그가 공부한 대학교는 어디인가?" in vs
+    assert "헤이그가 공부한 대학교를 알려줘." in vs          # 를 after a vowel
+    vs = rule_paraphrases("노아의 방주를 만든 재질은?", n=30)
+    assert "노아의 방주를 만든 재질을 알려줘." in vs          # 을 after a consonant
+    assert "노아의 방주를 만든 재질이 무엇인지 알려줘." in vs
+    vs = rule_paraphrases("알렉산더 헤이그는 어느 대통령의 밑에서 국무장관을 지냈는가?", n=30)
+    assert "알렉산더 헤이그는 어느 대통령의 밑에서 국무장관을 지냈습니까?" in vs
+
+
+def test_rules_backend_cli(tmp_path):
+    prepare(tmp_path, articles=1)
+    res = runner.invoke(app, ["augment", str(tmp_path), "--backend", "rules", "--n", "5"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "augmentation.json").read_text())
+    assert doc["summary"]["backend"] == "rules" and all(len(v) == 5 for v in doc["augmentation_dict"].values())
+
+
+# ------------------------------------------------------------------ file backend
+def test_file_backend_json_and_jsonl(tmp_path):
+    prepare(tmp_path, articles=1)
+    q = load_qa(tmp_path)[0]["question"]
+    f = tmp_path / "aug.json"
+    f.write_text(json.dumps({q: ["임종석이 지명수배된 날짜는 언제인가?", "임종석이 수배된 날은?"]}, ensure_ascii=False))
+    _, s = augment(tmp_path, backend="file", file=f)
+    assert s["kept"] == 2
+    g = tmp_path / "aug.jsonl"
+    g.write_text(json.dumps({"question": q, "paraphrases": ["임종석이 지명수배된 날짜는 언제인가?"]},
+                            ensure_ascii=False) + "\n")
+    _, s = augment(tmp_path, backend="file", file=g)
+    assert s["kept"] == 1
+    g.write_text('{"question": 1}\n')
+    res = runner.invoke(app, ["augment", str(tmp_path), "--backend", "file", "--file", str(g)])
+    assert res.exit_code == 2 and "line 1" in res.output
+
+
+# ------------------------------------------------------------------ openai backend, real HTTP
+class FakeOpenAI:
+    """A minimal OpenAI-compatible chat server with scripted faults."""
+
+    def __init__(self, script=(), delay=0.0):
+        self.script = list(script)
+        self.delay = delay
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                question = body["messages"][0]["content"].split("\n\n")[0]
+                outer.requests.append(question)
+                action = outer.script.pop(0) if outer.script else "ok"
+                if action == "timeout":
+                    time.sleep(1.5)
+                if action in ("429", "500"):
+                    self.send_response(int(action))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("retry-after-ms", "10")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": {"message": "try again"}}')
+                    return
+                time.sleep(outer.delay)
+                content = "!!!!" if action == "garbage" else "\n".join(
+                    f"{i}. {question[:-1]} {ending}" for i, ending in
+                    enumerate(["알려줘.", "궁금합니다?", "무엇일까?", "말해 줄래?"], 1))
+                payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": content}}]}
+                data = json.dumps(payload, ensure_ascii=False).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def fake_openai():
+    servers = []
+
+    def make(**kw):
+        servers.append(FakeOpenAI(**kw))
+        return servers[-1]
+    yield make
+    for s in servers:
+        s.close()
+
+
+def test_openai_backend_survives_429_500_timeout_and_garbage(tmp_path, fake_openai, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    prepare(tmp_path, articles=1)
+    server = fake_openai(script=["429", "500", "timeout", "garbage"])
+    _, s = augment(tmp_path, backend="openai", base_url=server.url, model="fake", concurrency=1, timeout=0.5)
+    doc = json.loads((tmp_path / "augmentation.json").read_text())
+    counts = [len(v) for v in doc["augmentation_dict"].values()]
+    assert counts.count(0) == 1 and all(c == 4 for c in counts if c)  # the garbage reply gave nothing usable
+    assert s["questions_without_paraphrases"] == 1 and s["backend"] == "openai"
+    assert len(server.requests) == 11 + 3  # three retried faults
+
+
+def test_openai_backend_resumes_after_a_kill_without_asking_again(tmp_path, fake_openai):
+    prepare(tmp_path, articles=1)
+    server = fake_openai(delay=0.3)
+    cmd = [sys.executable, "-m", "korquad_tune.cli", "augment", str(tmp_path), "--backend", "openai",
+           "--base-url", server.url, "--model", "fake", "--concurrency", "1"]
+    env = {**os.environ, "OPENAI_API_KEY": "test"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = tmp_path / "augment_cache.jsonl"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if cache.exists() and len(cache.read_text(encoding="utf-8").splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(cache.read_text(encoding="utf-8").splitlines())
+    assert 3 <= done_before < 11 and not (tmp_path / "augmentation.json").exists()
+    asked_before = len(server.requests)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    asked_after = server.requests[asked_before:]
+    cached = {json.loads(line)["key"].split(":", 2)[2] for line in
+              cache.read_text(encoding="utf-8").splitlines()[:done_before]}
+    assert not cached & set(asked_after)  # nothing already answered was asked again
+    assert len(json.loads((tmp_path / "augmentation.json").read_text())["augmentation_dict"]) == 11
+
+
+def test_unreachable_endpoint_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    prepare(tmp_path, articles=1)
+    res = runner.invoke(app, ["augment", str(tmp_path), "--backend", "openai", "--base-url",
+                              "http://127.0.0.1:9/v1", "--timeout", "1"])
+    assert res.exit_code == 2 and "cannot reach" in res.output
+    assert not (tmp_path / "augmentation.json").exists()

@@ -1,0 +1,94 @@
+"""Evaluate: systems, outputs, paired tests, and the errors a user meets."""
+
+import json
+
+from typer.testing import CliRunner
+
+from korquad_tune.cli import app
+from korquad_tune.data import load_qa
+from korquad_tune.evaluate import retrieval_pairs
+from korquad_tune.io import read_jsonl, write_jsonl
+from korquad_tune.retrieval import RetrievalAnswerer, morphemes
+
+runner = CliRunner()
+
+
+def test_morphemes_drop_particles():
+    assert morphemes("헤이그가 공부한 대학교는?") == morphemes("헤이그는 공부한 대학교가?")
+    assert "헤이그" in morphemes("헤이그의 부인은 누구인가?")
+
+
+def test_retrieval_finds_its_own_training_questions(run3):
+    qa = load_qa(run3)
+    r = RetrievalAnswerer(retrieval_pairs(run3, augment=False))
+    answers = r.answer([q["question"] for q in qa])
+    right = sum(a in q["answers"] for a, q in zip(answers, qa))
+    assert right >= 0.9 * len(qa)  # a few questions repeat with different answers
+
+
+def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    qa = load_qa(tiny_run)
+    write_jsonl(questions, [{k: r[k] for k in ("id", "question", "answers")} for r in qa])
+    preds = tmp_path / "p.jsonl"
+    write_jsonl(preds, [{"id": r["id"], "prediction": r["answers"][0]} for r in qa[:5]])
+    out = tmp_path / "ev"
+    res = runner.invoke(app, ["evaluate", "--questions", str(questions), "--out", str(out),
+                              "--adapter", str(tiny_run / "adapters" / "no-aug"), "--system", "base",
+                              "--system", "finetuned", "--system", "retrieval", "--train-run", str(tiny_run),
+                              "--system", "predictions", "--predictions", str(preds)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "metrics.json").read_text())
+    systems = summary["systems"]
+    assert set(systems) == {"base", "no-aug", "retrieval", "predictions"}
+    assert systems["no-aug"]["exact_match"] > systems["base"]["exact_match"]
+    assert systems["predictions"]["exact_match"] == 100 * 5 / len(qa)
+    assert systems["retrieval"]["exact_match"] == 100.0
+    for key in ("exact_match", "f1", "n", "exact_match_ci95", "f1_ci95"):
+        assert key in systems["base"]
+    rows = read_jsonl(out / "no-aug" / "predictions.jsonl")
+    assert set(rows[0]) == {"id", "question", "prediction", "gold", "em", "f1"}
+    assert len(summary["paired_mcnemar"]) == 6
+    assert "no-aug" in res.output and "EM" in res.output
+
+
+def test_evaluate_reads_squad_json_too(tiny_run, tmp_path):
+    from korquad_tune.data import shipped_dev_path
+    res = runner.invoke(app, ["evaluate", "--questions", str(shipped_dev_path()), "--out", str(tmp_path),
+                              "--system", "retrieval", "--train-run", str(tiny_run)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "retrieval" / "metrics.json").read_text())["n"] == 5774
+
+
+def test_question_file_missing_answers_is_a_clear_error(tmp_path, tiny_run):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"id": "1", "question": "헤이그의 부인은?", "answers": ["퍼트리샤 앤토이넷 폭스"]}\n'
+                   '{"id": "2", "question": "노아는?"}\n', encoding="utf-8")
+    out = tmp_path / "ev"
+    res = runner.invoke(app, ["evaluate", "--questions", str(bad), "--out", str(out),
+                              "--adapter", str(tiny_run / "adapters" / "no-aug")])
+    assert res.exit_code == 2 and "line 2" in res.output and "answers" in res.output
+    assert not out.exists()
+
+
+def test_adapter_for_another_base_model_is_refused(tiny_run, tmp_path):
+    q = tmp_path / "q.jsonl"
+    write_jsonl(q, [{"id": "1", "question": "헤이그의 부인은?", "answers": ["x"]}])
+    res = runner.invoke(app, ["evaluate", "--questions", str(q), "--out", str(tmp_path / "ev"),
+                              "--model", "smollm2-135m", "--adapter", str(tiny_run / "adapters" / "no-aug")])
+    assert res.exit_code == 2
+    assert "trained on base model 'tiny-random'" in res.output.replace("\n", "")
+
+
+def test_unreachable_api_model_is_a_clear_error_and_keeps_earlier_results(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    q = tmp_path / "q.jsonl"
+    write_jsonl(q, [{"id": "1", "question": "헤이그의 부인은?", "answers": ["x"]}])
+    out = tmp_path / "ev"
+    assert runner.invoke(app, ["evaluate", "--questions", str(q), "--out", str(out), "--system", "retrieval",
+                               "--train-run", str(tiny_run)]).exit_code == 0
+    before = (out / "retrieval" / "metrics.json").read_text()
+    res = runner.invoke(app, ["evaluate", "--questions", str(q), "--out", str(out), "--system", "openai",
+                              "--base-url", "http://127.0.0.1:9/v1"])
+    assert res.exit_code == 2 and "cannot reach" in res.output
+    assert (out / "retrieval" / "metrics.json").read_text() == before

@@ -1,0 +1,48 @@
+"""Batched greedy generation: the same answers batched and one by one, and the stop rules."""
+
+from typer.testing import CliRunner
+
+from korquad_tune.cli import app
+from korquad_tune.data import load_qa
+from korquad_tune.generate import cut_at_stop, generate_answers
+from korquad_tune.models import load_model_with_adapters
+
+
+def test_stop_rules():
+    assert cut_at_stop(" 1989년 2월 15일 ### Instruction: 다음") == "1989년 2월 15일"
+    assert cut_at_stop("임수경\n1. 다른 답") == "임수경"
+    assert cut_at_stop("  허영  ") == "허영"
+
+
+def test_batched_equals_one_by_one(tiny_run):
+    qa = load_qa(tiny_run)
+    questions = [r["question"] for r in qa]
+    model, tok, names = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])
+    batched = generate_answers(model, tok, questions, batch_size=8, max_new_tokens=16)
+    single = [generate_answers(model, tok, [q], batch_size=1, max_new_tokens=16)[0] for q in questions]
+    assert batched == single
+    # the adapter learnt its questions: most answers are right (a random model gets none)
+    right = sum(a == r["answers"][0] for a, r in zip(batched, qa))
+    assert right >= 0.8 * len(qa)
+
+
+def test_untuned_tiny_model_does_not_know_the_answers(tiny_run):
+    qa = load_qa(tiny_run)
+    model, tok, _ = load_model_with_adapters("tiny-random")
+    answers = generate_answers(model, tok, [r["question"] for r in qa], max_new_tokens=8)
+    assert sum(a == r["answers"][0] for a, r in zip(answers, qa)) == 0
+
+
+def test_ask_with_adapter_one_question_and_a_file(tiny_run, tmp_path):
+    qa = load_qa(tiny_run)
+    adapter = str(tiny_run / "adapters" / "no-aug")
+    runner = CliRunner()
+    res = runner.invoke(app, ["ask", qa[0]["question"], "--adapter", adapter])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == qa[0]["answers"][0]
+    f = tmp_path / "qs.txt"
+    f.write_text("\n".join(r["question"] for r in qa[:3]), encoding="utf-8")
+    res = runner.invoke(app, ["ask", "--file", str(f), "--adapter", adapter])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if "\t" in line]
+    assert len(lines) == 3 and lines[1].split("\t")[0] == qa[1]["question"]

@@ -1,0 +1,141 @@
+"""Training: the tiny model learns, a killed run resumes to the same adapter, DDP on 2 CPU processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from korquad_tune.cli import app
+from korquad_tune.config import load_train_config
+from korquad_tune.data import prepare
+from korquad_tune.models import ADAPTER_META
+from korquad_tune.train import tokenize_pair, training_pairs
+
+runner = CliRunner()
+CLI = [sys.executable, "-m", "korquad_tune.cli"]
+
+
+def test_training_pairs_add_each_paraphrase_with_the_same_answer():
+    qa = [{"question": "q1", "answers": ["a1", "a1b"]}, {"question": "q2", "answers": ["a2"]}]
+    pairs = training_pairs(qa, {"q1": ["p1", "p2"]})
+    assert pairs == [("q1", "a1"), ("p1", "a1"), ("p2", "a1"), ("q2", "a2")]
+    assert training_pairs(qa, {"q1": ["p1", "p2"]}, paraphrases_per_question=1)[:2] == [("q1", "a1"), ("p1", "a1")]
+
+
+def test_prompt_and_answer_are_tokenised_separately():
+    from korquad_tune.models import load_tokenizer, resolve_model
+    from korquad_tune.prompts import get_template
+    tok = load_tokenizer(resolve_model("tiny-random"))
+    t = get_template("alpaca")
+    ex = tokenize_pair(tok, t, "헤이그의 부인은?", "퍼트리샤 앤토이넷 폭스", 256)
+    n_prompt = ex["completion_mask"].index(1)
+    assert ex["input_ids"][:n_prompt] == tok(t.prompt("헤이그의 부인은?")).input_ids  # what inference sees
+    assert ex["input_ids"][-1] == tok.eos_token_id
+    assert tok.decode(ex["input_ids"][n_prompt:-1]) == "퍼트리샤 앤토이넷 폭스"
+
+
+def test_adapter_folder_describes_itself(tiny_run):
+    folder = tiny_run / "adapters" / "no-aug"
+    meta = json.loads((folder / ADAPTER_META).read_text())
+    assert meta["model"] == "tiny-random" and meta["template"] == "alpaca" and meta["augment"] is False
+    assert (folder / "adapter_config.json").exists() and (folder / "train_log.jsonl").exists()
+    assert (folder / "train_config.yaml").exists() and (folder / "tokenizer_config.json").exists()
+    losses = [json.loads(line)["loss"] for line in (folder / "train_log.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    assert losses[-1] < losses[0] / 5  # it learnt
+
+
+def _adapter_tensors(folder: Path) -> dict:
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
+    for name in ("a", "b"):
+        prepare(tmp_path / name, articles=3)
+    args = ["--preset", "tiny-test", "--no-augment", "--epochs", "6", "--save-steps", "10"]
+    # uninterrupted
+    subprocess.run(CLI + ["train", str(tmp_path / "a")] + args, check=True, capture_output=True)
+    # killed after its second checkpoint, then resumed
+    proc = subprocess.Popen(CLI + ["train", str(tmp_path / "b")] + args, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "b" / "checkpoints" / "no-aug" / "checkpoint-20" / "trainer_state.json"
+    deadline = time.time() + 240
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (tmp_path / "b" / "adapters" / "no-aug").exists()  # nothing half-written
+    res = runner.invoke(app, ["train", str(tmp_path / "b")] + args + ["--resume"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "b" / "adapters" / "no-aug" / ADAPTER_META).read_text())
+    assert meta["resumed"] is True
+    a = _adapter_tensors(tmp_path / "a" / "adapters" / "no-aug")
+    b = _adapter_tensors(tmp_path / "b" / "adapters" / "no-aug")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    """A real 2-process data-parallel run (torch.distributed, gloo on CPU), as `accelerate launch` starts one."""
+    prepare(tmp_path, articles=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "-m", "korquad_tune.cli", "train", str(tmp_path), "--preset", "tiny-test",
+                          "--no-augment", "--epochs", "4"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpts = tmp_path / "checkpoints" / "no-aug"
+    seen0 = json.loads((ckpts / "seen_batches_rank0.json").read_text())
+    seen1 = json.loads((ckpts / "seen_batches_rank1.json").read_text())
+    assert seen0 and len(seen0) == len(seen1)
+    assert set(seen0).isdisjoint(seen1)  # the two ranks trained on different batches
+    from korquad_tune.models import load_model_with_adapters
+    model, tok, names = load_model_with_adapters("tiny-random", [tmp_path / "adapters" / "no-aug"])
+    assert names == ["no-aug"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "{run}"], "qa.jsonl: not found"),
+    (["train", "{run}", "--preset", "no-such-preset"], "unknown preset 'no-such-preset'"),
+    (["train", "{prepared}", "--preset", "seed-llama2-7b-qlora", "--no-augment"], "needs a CUDA GPU"),
+    (["train", "{prepared}", "--preset", "tiny-test"], "augmentation.json: not found"),
+    (["train", "{prepared}", "--set", "no_such_field=1"], "no_such_field"),
+])
+def test_bad_training_requests_are_one_line_errors(tmp_path, argv, message):
+    prepared = tmp_path / "prepared"
+    prepare(prepared, articles=1)
+    argv = [a.format(run=tmp_path / "empty", prepared=prepared) for a in argv]
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 2, res.output
+    assert message in res.output.replace("\n", "") and "Traceback" not in res.output
+
+
+def test_presets_load():
+    seed = load_train_config("seed-llama2-7b-qlora")
+    assert (seed.quantization, seed.learning_rate, seed.batch_size, seed.epochs, seed.max_length) == \
+        ("int4", 2e-4, 8, 40, 256)
+    assert load_train_config("cpu-default", {"lora_r": 8}).lora_r == 8
+
+
+def test_export_merged_model_loads_with_plain_transformers(tiny_run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from korquad_tune.data import load_qa
+    from korquad_tune.generate import generate_answers
+    res = runner.invoke(app, ["export", str(tiny_run), "--adapter", "no-aug", "--merged", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "m")
+    qa = load_qa(tiny_run)[:4]
+    answers = generate_answers(model, tok, [r["question"] for r in qa], max_new_tokens=16)
+    assert sum(a == r["answers"][0] for a, r in zip(answers, qa)) >= 3

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 
 from korquad_tune.config import load_train_config  # noqa: E402
 from korquad_tune.data import prepare  # noqa: E402
+from fake_openai import fake_openai  # noqa: E402,F401  (fixture)
 
 
 @pytest.fixture(scope="session", autouse=True)

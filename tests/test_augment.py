@@ -6,12 +6,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from typer.testing import CliRunner
 
 from korquad_tune.augment import augment, filter_paraphrases, load_shipped_heldout, parse_list
@@ -128,70 +125,6 @@ def test_file_backend_json_and_jsonl(tmp_path):
 
 
 # ------------------------------------------------------------------ openai backend, real HTTP
-class FakeOpenAI:
-    """A minimal OpenAI-compatible chat server with scripted faults."""
-
-    def __init__(self, script=(), delay=0.0):
-        self.script = list(script)
-        self.delay = delay
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                question = body["messages"][0]["content"].split("\n\n")[0]
-                outer.requests.append(question)
-                action = outer.script.pop(0) if outer.script else "ok"
-                if action == "timeout":
-                    time.sleep(1.5)
-                if action in ("429", "500"):
-                    self.send_response(int(action))
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("retry-after-ms", "10")
-                    self.end_headers()
-                    self.wfile.write(b'{"error": {"message": "try again"}}')
-                    return
-                time.sleep(outer.delay)
-                content = "!!!!" if action == "garbage" else "\n".join(
-                    f"{i}. {question[:-1]} {ending}" for i, ending in
-                    enumerate(["알려줘.", "궁금합니다?", "무엇일까?", "말해 줄래?"], 1))
-                payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": content}}]}
-                data = json.dumps(payload, ensure_ascii=False).encode()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def fake_openai():
-    servers = []
-
-    def make(**kw):
-        servers.append(FakeOpenAI(**kw))
-        return servers[-1]
-    yield make
-    for s in servers:
-        s.close()
-
-
 def test_openai_backend_survives_429_500_timeout_and_garbage(tmp_path, fake_openai, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     prepare(tmp_path, articles=1)

@@ -92,3 +92,20 @@ def test_unreachable_api_model_is_a_clear_error_and_keeps_earlier_results(tiny_r
                               "--base-url", "http://127.0.0.1:9/v1"])
     assert res.exit_code == 2 and "cannot reach" in res.output
     assert (out / "retrieval" / "metrics.json").read_text() == before
+
+
+def test_openai_system_answers_closed_book_and_caches(tmp_path, fake_openai, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    q = tmp_path / "q.jsonl"
+    write_jsonl(q, [{"id": "1", "question": "헤이그의 부인은 누구인가?", "answers": ["퍼트리샤 앤토이넷 폭스"]},
+                    {"id": "2", "question": "노아의 방주는 몇 층인가?", "answers": ["3층"]}])
+    server = fake_openai(replies={"헤이그": "퍼트리샤 앤토이넷 폭스\n설명: ...", "노아": "2층"})
+    args = ["evaluate", "--questions", str(q), "--out", str(tmp_path / "ev"), "--system", "openai",
+            "--base-url", server.url, "--api-model", "fake"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "openai" / "metrics.json").read_text())
+    assert m["exact_match"] == 50.0 and m["api_model"] == "fake"
+    assert len(server.requests) == 2
+    assert runner.invoke(app, args).exit_code == 0
+    assert len(server.requests) == 2  # the second evaluation came from the cache

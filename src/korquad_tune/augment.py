@@ -8,7 +8,6 @@ Output: RUN_DIR/augmentation.json = {"augmentation_dict": {question: [paraphrase
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import Counter
@@ -187,7 +186,3 @@ def augment(run_dir: str | Path, backend: str = "shipped", n: int = 10, file: st
 def load_shipped_heldout() -> list[dict]:
     from korquad_tune.io import read_jsonl
     return read_jsonl(shipped_resource(SHIPPED_HELDOUT))
-
-
-def summary_line(summary: dict) -> str:
-    return json.dumps(summary, ensure_ascii=False)

@@ -42,7 +42,9 @@ def _guard(fn):
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("transformers", "datasets", "httpx", "peft"):
+    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices are not for users
+    for noisy in ("transformers", "datasets", "httpx", "peft", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

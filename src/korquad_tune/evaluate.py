@@ -7,7 +7,6 @@ questions), `openai` (an API model, closed-book) and `predictions` (answers from
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,7 +236,3 @@ def print_table(metrics: dict[str, dict], console, title: str = "") -> None:
         table.add_row(name, f"{m['exact_match']:.1f}", "{:.1f}-{:.1f}".format(*m["exact_match_ci95"]),
                       f"{m['f1']:.1f}", "{:.1f}-{:.1f}".format(*m["f1_ci95"]), str(m["n"]))
     console.print(table)
-
-
-def metrics_summary(metrics: dict) -> str:
-    return json.dumps({k: metrics[k] for k in ("exact_match", "f1", "n")})

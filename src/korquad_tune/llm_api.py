@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.io import iter_jsonl
 
 
 class ChatCache:
@@ -96,14 +95,3 @@ def chat_many(prompts: dict[str, str], cache_path: Path, model: str, base_url: s
                                        f"{futures[fut]!r}: {str(e)[:200]}; finished requests are cached in "
                                        f"{cache_path}") from None
     return {k: cache.get(k)["reply"] for k in prompts}
-
-
-def keys_in(cache_path: Path) -> set[str]:
-    if not Path(cache_path).exists():
-        return set()
-    return {rec["key"] for _, rec in iter_jsonl(cache_path) if "key" in rec}
-
-
-def sequence_keys(items: Sequence[str], prefix: str) -> dict[str, str]:
-    """Stable keys for a list of texts (the text itself, namespaced), so caches survive reordering."""
-    return {f"{prefix}:{t}": t for t in items}

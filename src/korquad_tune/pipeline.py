@@ -137,7 +137,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
                           f"({time.time() - t0:.0f}s)")
         timings.record("evaluate", time.time() - t)
     stage("report")
-    paths = write_report(run.root, settings={"yaml": run.config.read_text(encoding="utf-8")})
+    paths = write_report(run.root)
     metrics = read_json(run.metrics)["sets"]
     for set_name, systems in metrics.items():
         print_table(systems, console, title=set_name)

@@ -24,7 +24,8 @@ def collect(run_dir: str | Path) -> dict[str, dict[str, tuple[dict, list[dict]]]
             got = read_system_result(sys_dir)
             if got:
                 results.setdefault(set_dir.name, {})[sys_dir.name] = got
-    return results
+    order = {"trained": 0, "heldout": 1}
+    return dict(sorted(results.items(), key=lambda kv: (order.get(kv[0], 2), kv[0])))
 
 
 def _ordered(systems, preferred=("base", "retrieval", "no-aug", "aug")):
@@ -53,7 +54,8 @@ def plot(results: dict, out: Path) -> Path:
         ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
     ax.set_xticks(range(len(sets)), [SET_TITLES.get(s, s).replace(" (", "\n(") for s in sets])
     ax.set_ylabel("exact match (%), 95% bootstrap CI")
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
+    ax.set_yticks(range(0, 101, 20))
     ax.legend(ncols=len(systems), loc="upper center", fontsize=8, frameon=False)
     ax.set_title("KorQuAD exact match by system")
     fig.tight_layout()
@@ -84,7 +86,7 @@ def _table(results: dict) -> list[str]:
 
 def _misses(rows: list[dict], limit: int = 40) -> list[str]:
     wrong = [r for r in rows if not r["em"]]
-    out = [f"| question | prediction | gold |", "|---|---|---|"]
+    out = ["| question | prediction | gold |", "|---|---|---|"]
     for r in wrong[:limit]:
         cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         out.append(f"| {cell(r['question'])} | {cell(r['prediction'])} | {cell(' / '.join(r['gold']))} |")
@@ -96,6 +98,8 @@ def _misses(rows: list[dict], limit: int = 40) -> list[str]:
 def write_report(run_dir: str | Path, settings: dict | None = None) -> list[Path]:
     """RUN_DIR/metrics.json, report.md and report.png from whatever evaluations exist."""
     run = RunDir(run_dir)
+    if settings is None and run.config.exists():
+        settings = {"yaml": run.config.read_text(encoding="utf-8")}
     results = collect(run_dir)
     tests = {s: paired_tests({k: v[1] for k, v in r.items()}) for s, r in results.items()}
     timings = read_json(run.timings) if run.timings.exists() else {}

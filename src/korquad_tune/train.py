@@ -8,7 +8,6 @@ steps with `--resume`, and the adapter folder records the base model, template a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -339,7 +338,3 @@ def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, na
 
 def adapter_done(run_dir: str | Path, name: str) -> bool:
     return (RunDir(run_dir).adapter(name) / ADAPTER_META).exists()
-
-
-def read_adapter_info(adapter_dir: str | Path) -> dict:
-    return json.loads((Path(adapter_dir) / ADAPTER_META).read_text())

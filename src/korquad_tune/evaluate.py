@@ -7,6 +7,7 @@ questions), `openai` (an API model, closed-book) and `predictions` (answers from
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.io import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import aggregate, mcnemar, score_one
-from korquad_tune.models import DEFAULT_MODEL, read_adapter_meta
+from korquad_tune.models import ADAPTER_META, DEFAULT_MODEL, read_adapter_meta
 
 OPENAI_QA_PROMPT = "다음 질문에 대한 답만 짧게 한 구절로 답하세요. 설명은 하지 마세요.\n질문: {question}\n답:"
 
@@ -102,6 +103,8 @@ class Answerer:
         folders = [Path(a) for a in (adapters or [])] + ([Path(adapter)] if adapter else [])
         metas = [read_adapter_meta(f) for f in folders]
         spec = model or next((m["model"] for m in metas if m.get("model")), DEFAULT_MODEL)
+        if model and (Path(model) / ADAPTER_META).exists():  # a merged or fully fine-tuned model folder
+            metas.append(json.loads((Path(model) / ADAPTER_META).read_text()))
         templates = {m.get("template") for m in metas if m.get("template")}
         if template is None:
             if len(templates) > 1:

@@ -208,7 +208,10 @@ def load_base_model(resolved: ResolvedModel, device: str | None = None, load_in_
 
 def read_adapter_meta(adapter_dir: str | Path) -> dict:
     adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").exists() and not (adapter_dir / "config.json").exists():
+    if not (adapter_dir / "adapter_config.json").exists():
+        if (adapter_dir / "config.json").exists():
+            raise KorquadTuneError(f"{adapter_dir}: a whole model (full fine-tuning or a merged export), not an "
+                                   f"adapter; pass it as --model {adapter_dir}")
         raise KorquadTuneError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
                                "pass a folder written by `korquad-tune train`")
     meta_path = adapter_dir / ADAPTER_META

@@ -178,7 +178,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
                                                    max_new_tokens=max_new_tokens, progress_label="ask")):
             typer.echo(f"{q}\t{a}")  # tab-separated, for scripts (rich would expand the tab)
     elif question is not None:
-        console.print(answerer.answer([question], use, max_new_tokens=max_new_tokens)[0], highlight=False)
+        typer.echo(answerer.answer([question], use, max_new_tokens=max_new_tokens)[0])
     else:
         console.print("Type a question (empty line or Ctrl-D to quit).")
         while True:
@@ -188,7 +188,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
                 break
             if not q:
                 break
-            console.print(answerer.answer([q], use, max_new_tokens=max_new_tokens)[0], highlight=False)
+            typer.echo(answerer.answer([q], use, max_new_tokens=max_new_tokens)[0])
 
 
 @app.command()

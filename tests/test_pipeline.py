@@ -37,3 +37,10 @@ def test_run_end_to_end_and_resume(tmp_path):
     other.write_text(yaml.safe_dump({"articles": 2, "preset": "tiny-test"}))
     res = runner.invoke(app, ["run", "--config", str(other), "--out", str(out)])
     assert res.exit_code == 2 and "other settings" in res.output
+
+
+def test_shipped_default_config_is_the_embedded_default():
+    from pathlib import Path
+
+    from korquad_tune.config import RunConfig, load_run_config
+    assert load_run_config(Path(__file__).parents[1] / "configs" / "default.yaml") == RunConfig()

@@ -59,12 +59,15 @@ class RunConfig(BaseModel):
     augment_backend: Literal["shipped", "rules", "file", "openai"] = "shipped"
     augment_file: str | None = None
     augment_n: int = 10
+    augment_base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
+    augment_model: str = Field("gpt-4o-mini", description="openai backend: model name")
     heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
     preset: str = "cpu-default"
     train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
     max_new_tokens: int = 24
     batch_size: int = 16
-    systems: list[str] = Field(default_factory=lambda: ["base", "retrieval", "no-aug", "aug"])
+    systems: list[Literal["base", "retrieval", "no-aug", "aug"]] = Field(
+        default_factory=lambda: ["base", "retrieval", "no-aug", "aug"])
 
 
 def _presets_dir() -> Path:

@@ -94,8 +94,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
         timings.record("prepare", time.time() - t)
     if not run.augmentation.exists():
         t = stage(f"augment ({cfg.augment_backend})")
-        backend = cfg.augment_backend
-        _, s = augment(run.root, backend=backend, n=cfg.augment_n, file=cfg.augment_file)
+        _, s = augment(run.root, backend=cfg.augment_backend, n=cfg.augment_n, file=cfg.augment_file,
+                       base_url=cfg.augment_base_url, model=cfg.augment_model)
         console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
         timings.record("augment", time.time() - t)
     heldout = _heldout_rows(cfg, {r["id"] for r in load_qa(run.root)})

@@ -53,10 +53,10 @@ def test_shipped_backend_gives_85_times_11_prompts(run3):
 
 
 def test_heldout_never_appears_in_training(run3):
-    from korquad_tune.augment import SHIPPED_TRAIN, shipped_resource
+    from korquad_tune.augment import SHIPPED_TRAIN, load_augmentation_file, shipped_resource
     held = load_shipped_heldout()
     assert len(held) == 170 and {len(h["answers"]) > 0 for h in held} == {True}
-    shipped = json.loads(shipped_resource(SHIPPED_TRAIN).read_text())["augmentation_dict"]
+    shipped = load_augmentation_file(shipped_resource(SHIPPED_TRAIN))
     trained = {q for q in shipped} | {p for v in shipped.values() for p in v}
     trained |= {p for q in shipped for p in rule_paraphrases(q, n=20)}  # nor in what the rules backend makes
     norm = lambda s: re.sub(r"[\s?.!]", "", s)  # noqa: E731

@@ -22,7 +22,10 @@ from korquad_tune.rundir import RunDir
 # The original experiment's instruction to ChatGPT, verbatim ("make 10 similar sentences with the same meaning
 # for data augmentation").
 ORIGINAL_PROMPT = "{question}\n\n위 문장을 Data Augmentation하기 위해서 뜻은 같지만 비슷한 문장 {n}개를 만들어줘"
-SHIPPED_TRAIN = "paraphrases_train.json"
+SHIPPED_TRAIN = "paraphrases_train.jsonl"
+SHIPPED_PROVENANCE = ("10 paraphrases per question of the first three KorQuAD v1.0 dev articles, written for "
+                      "korquad-tune by an LLM (Anthropic Claude) as ChatGPT wrote them in the original experiment; "
+                      "see resources/NOTICE")
 SHIPPED_HELDOUT = "heldout_paraphrases.jsonl"
 MAX_LENGTH_RATIO = 2.0
 MIN_LENGTH_RATIO = 0.3  # a reply shorter than this is a fragment, not a question
@@ -123,8 +126,8 @@ def shipped_resource(name: str) -> Path:
 
 
 def _shipped() -> tuple[dict[str, list[str]], dict]:
-    doc = read_json(shipped_resource(SHIPPED_TRAIN))
-    return doc["augmentation_dict"], {"backend": "shipped", "source": doc.get("provenance", "")}
+    return load_augmentation_file(shipped_resource(SHIPPED_TRAIN)), {"backend": "shipped",
+                                                                      "source": SHIPPED_PROVENANCE}
 
 
 def _openai(qa: list[dict], n: int, run: RunDir, base_url: str | None, model: str, concurrency: int,

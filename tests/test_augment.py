@@ -15,6 +15,7 @@ from korquad_tune.augment import augment, filter_paraphrases, load_shipped_heldo
 from korquad_tune.cli import app
 from korquad_tune.data import load_qa, prepare
 from korquad_tune.korean_rules import keeps_entities, protected_spans, rule_paraphrases
+from korquad_tune.rundir import RunDir
 from korquad_tune.train import load_augmentation, training_pairs
 
 runner = CliRunner()
@@ -44,7 +45,7 @@ def test_filters_drop_and_count():
 # ------------------------------------------------------------------ shipped sets
 def test_shipped_backend_gives_85_times_11_prompts(run3):
     path, summary = augment(run3, backend="shipped")
-    pairs = training_pairs(load_qa(run3), load_augmentation(__import__("korquad_tune.rundir").rundir.RunDir(run3)))
+    pairs = training_pairs(load_qa(run3), load_augmentation(RunDir(run3)))
     assert summary["questions"] == 85
     assert summary["kept"] >= 840 and len(pairs) == 85 + summary["kept"]
     doc = json.loads(path.read_text())

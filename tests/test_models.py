@@ -2,18 +2,19 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.cli import app
-from korquad_tune.models import (_smollm2_gguf, load_model_with_adapters, resolve_model)
+from korquad_tune.models import _smollm2_gguf, load_model_with_adapters, resolve_model
 
 
 def test_tiny_random_is_built_once_and_reused():
     first = resolve_model("tiny-random")
-    marker = (first.path and __import__("pathlib").Path(first.path) / ".complete")
+    marker = Path(first.path) / ".complete"
     mtime = marker.stat().st_mtime
     again = resolve_model("tiny-random")
     assert again.path == first.path and marker.stat().st_mtime == mtime
@@ -53,7 +54,7 @@ def test_gguf_file_path(tmp_path):
     gguf.symlink_to(_smollm2_gguf())
     r = resolve_model(str(gguf))
     assert r.kind == "gguf"
-    assert json.loads((__import__("pathlib").Path(r.path) / "config.json").read_text())["model_type"] == "llama"
+    assert json.loads((Path(r.path) / "config.json").read_text())["model_type"] == "llama"
 
 
 def test_missing_gguf_file(tmp_path):

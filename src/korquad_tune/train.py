@@ -238,7 +238,9 @@ def _lora_config(cfg: TrainConfig):
 
 
 def _latest_checkpoint(ckpt_dir: Path) -> str | None:
-    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    """The newest complete checkpoint: one killed while being written has no trainer_state.json yet."""
+    ckpts = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()),
+                   key=lambda p: int(p.name.split("-")[-1]))
     return str(ckpts[-1]) if ckpts else None
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.io import atomic_write_text, write_json
+from korquad_tune.io import atomic_dir, atomic_write_text, write_json
 from korquad_tune.prompts import get_template
 
 
@@ -36,8 +35,6 @@ def export_autotrain(run_dir: str | Path, out_dir: str | Path, augment: bool = T
 
 def export_merged(run_dir: str | Path, adapter: str, out: str | Path) -> Path:
     """Merge a LoRA adapter into its base model and save an ordinary model folder (temp folder, then rename)."""
-    import os
-
     from korquad_tune.models import ADAPTER_META, load_model_with_adapters, read_adapter_meta
     from korquad_tune.rundir import RunDir
     folder = RunDir(run_dir).adapter(adapter)
@@ -47,13 +44,8 @@ def export_merged(run_dir: str | Path, adapter: str, out: str | Path) -> Path:
     model, tok, _ = load_model_with_adapters(meta.get("model", "gemma3-270m"), [folder], device="cpu")
     merged = model.merge_and_unload()
     out = Path(out)
-    tmp = out.parent / f".{out.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    write_json(tmp / ADAPTER_META, {**meta, "merged_from": str(folder)})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        merged.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_json(tmp / ADAPTER_META, {**meta, "merged_from": str(folder)})
     return out

@@ -15,12 +15,11 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.io import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -81,33 +80,25 @@ def convert_gguf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
         return out
     from rich.console import Console
     console = Console(stderr=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        with console.status(f"[bold]First run: converting {gguf.name} into {out} (about a minute, once)"):
-            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-            config = loaded.config
-            # A GGUF-loaded model refuses save_pretrained; rebuild it from its config without the quant config.
-            if hasattr(config, "quantization_config"):
-                del config.quantization_config
-            config.name_or_path = str(out)
-            plain = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
-            missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
-            real_missing = [k for k in missing if "lm_head" not in k]  # tied to the embeddings
-            if real_missing or unexpected:
-                raise KorquadTuneError(f"{gguf}: conversion lost weights: missing {real_missing[:3]}, "
-                                       f"unexpected {unexpected[:3]}")
-            plain.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            (tmp / ".complete").write_text(json.dumps({"source": str(gguf), "dtype": dtype}))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        console.print(f"converted {gguf.name} -> {out}")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(out) as tmp, \
+            console.status(f"[bold]First run: converting {gguf.name} into {out} (about a minute, once)"):
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        config = loaded.config
+        # A GGUF-loaded model refuses save_pretrained; rebuild it from its config without the quant config.
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.name_or_path = str(out)
+        plain = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+        missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+        real_missing = [k for k in missing if "lm_head" not in k]  # tied to the embeddings
+        if real_missing or unexpected:
+            raise KorquadTuneError(f"{gguf}: conversion lost weights: missing {real_missing[:3]}, "
+                                   f"unexpected {unexpected[:3]}")
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / ".complete").write_text(json.dumps({"source": str(gguf), "dtype": dtype}))
+    console.print(f"converted {gguf.name} -> {out}")
     return out
 
 

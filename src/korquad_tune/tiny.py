@@ -6,10 +6,9 @@ Built locally in a few seconds, deterministic, and small enough that tests can f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from korquad_tune.io import atomic_dir
 
 VOCAB_SIZE = 3000
 SPECIAL = {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"}
@@ -55,15 +54,8 @@ def build_tiny_random(out: Path, seed: int = 0) -> Path:
                          pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / ".complete").write_text(json.dumps({"seed": seed, "vocab_size": len(tok)}))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import TrainConfig, dump_yaml
-from korquad_tune.io import atomic_write_text, read_json, write_json, write_jsonl
+from korquad_tune.io import atomic_dir, atomic_write_text, read_json, write_json, write_jsonl
 from korquad_tune.models import ADAPTER_META, load_base_model, load_tokenizer, resolve_model
 from korquad_tune.prompts import get_template
 from korquad_tune.rundir import RunDir
@@ -318,24 +318,19 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
 def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, name: str, augment: bool,
                   n_examples: int, seconds: float, result, resumed: bool) -> None:
     """Write adapter + tokenizer + metadata to a temp folder, then rename: never half an adapter."""
-    tmp = out.parent / f".{out.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    trainer.model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    history = trainer.state.log_history
-    write_jsonl(tmp / "train_log.jsonl", history)
-    atomic_write_text(tmp / "train_config.yaml", dump_yaml(cfg))
-    losses = [h["loss"] for h in history if "loss" in h]
-    write_json(tmp / ADAPTER_META, {
-        "model": model_spec, "template": cfg.template, "name": name, "augment": augment,
-        "method": cfg.method, "examples": n_examples, "epochs": trainer.args.num_train_epochs, "steps": trainer.state.global_step,
-        "train_seconds": round(seconds, 1), "final_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss, "resumed": resumed,
-    })
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        trainer.model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        history = trainer.state.log_history
+        write_jsonl(tmp / "train_log.jsonl", history)
+        atomic_write_text(tmp / "train_config.yaml", dump_yaml(cfg))
+        losses = [h["loss"] for h in history if "loss" in h]
+        write_json(tmp / ADAPTER_META, {
+            "model": model_spec, "template": cfg.template, "name": name, "augment": augment,
+            "method": cfg.method, "examples": n_examples, "epochs": trainer.args.num_train_epochs,
+            "steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
+            "final_loss": losses[-1] if losses else None, "train_loss": result.training_loss, "resumed": resumed,
+        })
 
 
 def adapter_done(run_dir: str | Path, name: str) -> bool:

@@ -57,13 +57,13 @@ def score_files(questions: str | Path, predictions: str | Path, out: str | Path 
 
 
 def write_system_result(out_dir: Path, system: str, questions: list[dict], answers: list[str],
-                        extra: dict | None = None) -> dict:
-    """predictions.jsonl + metrics.json for one system on one question set (atomic writes)."""
+                        extra: dict | None = None) -> tuple[dict, list[dict]]:
+    """predictions.jsonl + metrics.json for one system on one question set (atomic writes); returns both."""
     rows, metrics = score_predictions(questions, {q["id"]: a for q, a in zip(questions, answers)})
     metrics = {"system": system, **metrics, **(extra or {})}
     write_jsonl(out_dir / "predictions.jsonl", rows)
     write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    return metrics, rows
 
 
 def read_system_result(out_dir: Path) -> tuple[dict, list[dict]] | None:
@@ -200,8 +200,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
     per_question: dict[str, list[dict]] = {}
 
     def record(name: str, answers: list[str], extra: dict | None = None):
-        metrics[name] = write_system_result(out / name, name, questions, answers, extra)
-        per_question[name] = read_system_result(out / name)[1]
+        metrics[name], per_question[name] = write_system_result(out / name, name, questions, answers, extra)
 
     if "retrieval" in systems:
         if train_run is None:

@@ -98,7 +98,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
                        base_url=cfg.augment_base_url, model=cfg.augment_model)
         console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
         timings.record("augment", time.time() - t)
-    heldout = _heldout_rows(cfg, {r["id"] for r in load_qa(run.root)})
+    qa = [{k: r[k] for k in ("id", "question", "answers")} for r in load_qa(run.root)]
+    heldout = _heldout_rows(cfg, {r["id"] for r in qa})
     if heldout is not None and not run.heldout.exists():
         write_jsonl(run.heldout, heldout)
 
@@ -108,7 +109,6 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
             train(run.root, train_cfg, name=name, augment=with_aug, resume=True)
             timings.record(f"train {name}", time.time() - t)
 
-    qa = [{k: r[k] for k in ("id", "question", "answers")} for r in load_qa(run.root)]
     question_sets = {"trained": qa, **({"heldout": heldout} if heldout else {})}
     todo = [(s, system) for s in question_sets for system in cfg.systems
             if not (run.evaluation(system, s) / "metrics.json").exists()]
@@ -128,11 +128,11 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
                 retrieval = retrieval or RetrievalAnswerer(retrieval_pairs(run.root))
                 answers = retrieval.answer(texts)
             else:
-                adapter = None if system == "base" else system.replace(".", "_")
+                adapter = None if system == "base" else system
                 answers = answerer.answer(texts, adapter, cfg.batch_size, cfg.max_new_tokens,
                                           f"{system} on {set_name}")
-            m = write_system_result(run.evaluation(system, set_name), system, questions, answers,
-                                    {"seconds": round(time.time() - t0, 1)})
+            m, _ = write_system_result(run.evaluation(system, set_name), system, questions, answers,
+                                       {"seconds": round(time.time() - t0, 1)})
             console.print(f"{system:>9} on {set_name:<8} EM {m['exact_match']:5.1f}  F1 {m['f1']:5.1f}  "
                           f"({time.time() - t0:.0f}s)")
         timings.record("evaluate", time.time() - t)

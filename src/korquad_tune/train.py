@@ -282,18 +282,19 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         shutil.rmtree(ckpt_dir)  # a fresh run must not mix with an old one's checkpoints
     grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
     bf16 = _use_bf16(cfg, device)
+    epochs = cfg.augmented_epochs if augment and cfg.augmented_epochs is not None else cfg.epochs
     args = SFTConfig(
-        output_dir=str(ckpt_dir),
-        num_train_epochs=cfg.augmented_epochs if augment and cfg.augmented_epochs is not None else cfg.epochs, max_steps=max_steps or -1,
+        output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps or -1,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        # warmup_steps: a float < 1 is a ratio in transformers 5
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
         bf16=bf16, fp16=False, gradient_checkpointing=grad_ckpt, use_cpu=device == "cpu",
         max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=cfg.loss == "answer",
-        train_sampling_strategy="random" if cfg.packing else "group_by_length", logging_steps=cfg.logging_steps, save_strategy="steps",
+        train_sampling_strategy="random" if cfg.packing else "group_by_length",
+        logging_steps=cfg.logging_steps, save_strategy="steps",
         save_steps=cfg.save_steps, save_total_limit=2, report_to=cfg.report_to,
-        disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=True,
-        dataset_kwargs={"skip_prepare_dataset": False},
+        disable_tqdm=True, dataloader_num_workers=0,
     )
     trainer_cls = make_trainer_class()
     peft_config = _lora_config(cfg) if cfg.method == "lora" else None

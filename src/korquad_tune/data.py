@@ -7,6 +7,7 @@ silently lost duplicates); duplicates are counted in the summary instead.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.io import iter_jsonl, read_jsonl, write_json, write_jsonl
+from korquad_tune.metrics import normalize_answer
 from korquad_tune.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ class SquadSummary:
     distinct_questions: int = 0
     duplicate_questions: dict[str, int] = field(default_factory=dict)
     answer_start_mismatches: int = 0
+    empty_contexts: int = 0  # paragraphs skipped: nothing to learn from, nothing to answer from
+    answers_not_in_context: int = 0  # questions skipped: no gold answer occurs in their paragraph
 
 
 def _read_squad_json(path: Path) -> dict:
@@ -85,6 +89,9 @@ def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dic
                      "expected an object with a 'context' string")
             _require(isinstance(para.get("qas"), list), path, where_p, "expected a 'qas' list")
             context = para["context"]
+            if not context.strip():
+                summary.empty_contexts += 1
+                continue
             for q_i, qa in enumerate(para["qas"]):
                 qid = qa.get("id") if isinstance(qa, dict) else None
                 where_q = f"{where_p}.qas[{q_i}] (id {qid!r})"
@@ -104,6 +111,9 @@ def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dic
                     if not (isinstance(start, int) and context[start:start + len(ans["text"])] == ans["text"]):
                         summary.answer_start_mismatches += 1
                     texts.append(ans["text"])
+                if not any(t in context for t in texts):
+                    summary.answers_not_in_context += 1
+                    continue
                 records.append({"id": str(qid), "title": title, "question": question.strip(),
                                 "answers": texts, "context": context})
     counts = Counter(r["question"] for r in records)
@@ -120,9 +130,74 @@ def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dic
     return records, summary
 
 
+# ------------------------------------------------------------------ held-out sets that measure knowledge
+def _stable_rank(qid: str) -> str:
+    """A deterministic, order-free pick among candidates (not the first or last, which correlate with position)."""
+    return hashlib.sha1(qid.encode("utf-8")).hexdigest()
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return a in b or b in a
+
+
+def split_heldout(records: list[dict]) -> dict[str, list[dict]]:
+    """Split questions into {"trained", "rephrased", "unseen"}, deterministically.
+
+    rephrased: KorQuAD often has several questions, by different annotators, for the same answer span of the
+    same paragraph; the first of each group trains, the others are held out (human-written rephrasings).
+    unseen: in each paragraph that keeps at least three questions, one whose answer no other question of the
+    article asks for (nor a part of it, nor a longer span holding it) is held out: the fact sits in a trained
+    paragraph, and no training question asks it.
+    """
+    by_paragraph: dict[str, list[dict]] = {}
+    answers_by_title: dict[str, list[tuple[str, str]]] = {}
+    for rec in records:
+        by_paragraph.setdefault(rec["context"], []).append(rec)
+        answers_by_title.setdefault(rec["title"], []).append((rec["id"], normalize_answer(rec["answers"][0])))
+    out: dict[str, list[dict]] = {"trained": [], "rephrased": [], "unseen": []}
+    held: set[str] = set()
+    for context, recs in by_paragraph.items():
+        firsts: dict[tuple, dict] = {}
+        for rec in recs:
+            answer = rec["answers"][0]
+            span = (context.find(answer), normalize_answer(answer))
+            if span in firsts:
+                out["rephrased"].append(rec)
+                held.add(rec["id"])
+            else:
+                firsts[span] = rec
+        if len(firsts) < 3:
+            continue
+
+        def asked_elsewhere(rec: dict) -> bool:
+            mine = normalize_answer(rec["answers"][0])
+            return not mine or any(i != rec["id"] and _overlaps(mine, other)
+                                   for i, other in answers_by_title[rec["title"]])
+
+        lonely = [r for r in firsts.values() if not asked_elsewhere(r)]
+        if lonely:
+            pick = min(lonely, key=lambda r: _stable_rank(r["id"]))
+            out["unseen"].append(pick)
+            held.add(pick["id"])
+    out["trained"] = [r for r in records if r["id"] not in held]
+    return out
+
+
+def paragraphs_of(records: list[dict]) -> list[dict]:
+    """The distinct paragraphs the records come from, in order: {id, title, context}."""
+    seen: dict[str, dict] = {}
+    for rec in records:
+        if rec["context"] not in seen:
+            seen[rec["context"]] = {"id": f"p{len(seen)}", "title": rec["title"], "context": rec["context"]}
+    return list(seen.values())
+
+
 def prepare(out: str | Path, data: str | Path | None = None, articles: int | None = None,
-            limit: int | None = None) -> tuple[Path, SquadSummary]:
-    """Write RUN_DIR/qa.jsonl (+ prepare.json) from a SQuAD-format file, the shipped dev set by default."""
+            limit: int | None = None, holdout: bool = True) -> tuple[Path, SquadSummary]:
+    """Write RUN_DIR/qa.jsonl (the training questions), the held-out sets rephrased.jsonl and unseen.jsonl,
+    passages.jsonl (the paragraphs) and prepare.json, from a SQuAD-format file (the shipped dev set by default).
+
+    `holdout=False` trains on every question and holds nothing out."""
     source = Path(data) if data else shipped_dev_path()
     records, summary = parse_squad(source, articles=articles)
     if limit is not None:
@@ -130,17 +205,36 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
         summary.questions = len(records)
         summary.distinct_questions = len({r["question"] for r in records})
     if not records:
-        raise KorquadTuneError(f"{source}: no questions found (check --articles/--limit)")
+        raise KorquadTuneError(f"{source}: no questions found (check --articles/--limit, and that paragraphs "
+                               "have a non-empty context holding their answers)")
+    sets = split_heldout(records) if holdout else {"trained": records, "rephrased": [], "unseen": []}
     run = RunDir(out)
-    write_jsonl(run.qa, records)
+    for name in HELDOUT_SETS:
+        write_jsonl(run.question_set(name), sets[name])
+    write_jsonl(run.passages, paragraphs_of(records))
+    write_jsonl(run.qa, sets["trained"])  # last: its presence marks a finished prepare
     write_json(run.prepare_summary, {
         "source": summary.source, "articles": summary.articles, "questions": summary.questions,
         "distinct_questions": summary.distinct_questions,
         "duplicate_questions": summary.duplicate_questions,
         "answer_start_mismatches": summary.answer_start_mismatches,
-        "articles_arg": articles, "limit_arg": limit,
+        "empty_contexts_skipped": summary.empty_contexts,
+        "answers_not_in_context_skipped": summary.answers_not_in_context,
+        "trained": len(sets["trained"]), **{name: len(sets[name]) for name in HELDOUT_SETS},
+        "articles_arg": articles, "limit_arg": limit, "holdout": holdout,
     })
     return run.qa, summary
+
+
+HELDOUT_SETS = ("rephrased", "unseen")
+
+
+def load_passages(run_dir: str | Path) -> list[dict]:
+    path = RunDir(run_dir).passages
+    if not path.exists():
+        raise KorquadTuneError(f"{path}: not found; run `korquad-tune prepare --out {run_dir}` again (runs "
+                               "prepared before passages existed lack it)")
+    return read_jsonl(path)
 
 
 def load_qa(run_dir: str | Path) -> list[dict]:

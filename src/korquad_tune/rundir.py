@@ -22,6 +22,21 @@ class RunDir:
         return self.root / "prepare.json"
 
     @property
+    def passages(self) -> Path:  # prepare: the paragraphs the questions come from
+        return self.root / "passages.jsonl"
+
+    def question_set(self, name: str) -> Path:  # prepare: held-out questions (rephrased, unseen)
+        return self.root / f"{name}.jsonl"
+
+    @property
+    def material(self) -> Path:  # study: what the `passages` adapter learns from the paragraphs
+        return self.root / "material.json"
+
+    @property
+    def material_cache(self) -> Path:  # study, openai backend: one line per finished paragraph
+        return self.root / "material_cache.jsonl"
+
+    @property
     def augmentation(self) -> Path:  # augment: {question: [paraphrases]} + provenance
         return self.root / "augmentation.json"
 
@@ -30,8 +45,8 @@ class RunDir:
         return self.root / "augment_cache.jsonl"
 
     @property
-    def heldout(self) -> Path:  # paraphrases never trained on
-        return self.root / "heldout.jsonl"
+    def heldout(self) -> Path:  # LLM paraphrases of training questions, never trained on
+        return self.root / "paraphrased.jsonl"
 
     def adapter(self, name: str) -> Path:
         return self.root / "adapters" / name

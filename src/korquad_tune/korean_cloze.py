@@ -1,0 +1,282 @@
+"""Offline questions from a paragraph's sentences (the `rules` study backend), built on Kiwi morphology.
+
+Cloze-to-question in the spirit of Lewis et al. 2019 ("Unsupervised Question Answering by Cloze
+Translation"): in each declarative sentence, a date, a quantity or a noun phrase followed by a particle
+becomes the answer; the sentence becomes a question with the matching wh-word (언제 / 몇 + counter /
+누구 / 어디 / 무엇), the particle re-chosen for it, and the ending turned into a question (…었다 ->
+…었는가?, …이다 -> …인가?). A sentence with no subject gets the article's title as its topic, since
+Wikipedia paragraphs drop the subject they are about. Nothing is invented: every word of a question is
+the sentence's own, except the wh-word, its particle and the ending.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from korquad_tune.korean_rules import _kiwi, particle
+from korquad_tune.metrics import normalize_answer
+
+_NOMINAL = {"NNG", "NNP", "NNB", "NR", "SN", "SL", "SH", "XPN", "XSN"}
+_SPECIFIC = {"NNP", "SN", "SL", "SH"}  # a chunk with one of these names something, not just a common noun
+_DATE_UNITS = {"년", "월", "일", "세기"}
+_TIME_UNITS = {"시", "분", "초"}
+_PLACE_HEADS = ("시", "도", "군", "구", "동", "읍", "면", "국", "역", "산", "강", "섬", "대학교", "대학", "학교",
+                "청", "서", "원", "관", "소", "궁", "성", "항", "공항", "마을", "지역", "지방", "나라", "도시")
+# Nouns that bound a phrase rather than belong to it: "1시간 동안", "12월 18일 사이", "7시 40분 경".
+_BOUNDARY_NOUNS = {"경", "등", "동안", "사이", "뒤", "후", "전", "때", "중", "당시", "이후", "이전", "이상", "이하",
+                   "정도", "약", "및", "간", "무렵", "쯤", "여", "외", "내", "말", "초", "부분", "때문", "이래"}
+_PERSON_HEADS = ("씨", "왕", "황제", "대통령", "장관", "교수", "박사", "선수", "감독", "작가", "의원")
+MAX_QUESTION_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int  # token index of the first token
+    end: int  # token index after the last token
+    kind: str  # date | quantity | noun
+
+
+def _gap(tokens, i: int) -> int:
+    """Characters between token i-1 and token i (0 = same word, 1 = a space)."""
+    return tokens[i].start - (tokens[i - 1].start + tokens[i - 1].len)
+
+
+def _is_boundary(tokens, i: int) -> bool:
+    """A bounding noun standing as its own word ("1시간 동안"), not a syllable of a name ("내금강")."""
+    return tokens[i].form in _BOUNDARY_NOUNS and (i == 0 or _gap(tokens, i) > 0 or tokens[i].tag == "NNB")
+
+
+def _chunks(tokens) -> list[Chunk]:
+    """Dates, quantities and noun phrases, each a maximal run of nominal tokens of one kind."""
+    out: list[Chunk] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t.tag not in _NOMINAL or _is_boundary(tokens, i):
+            i += 1
+            continue
+        # dates and times: SN + 년/월/일/시/분 (+ more of them)
+        j = i
+        while (j + 1 < len(tokens) and tokens[j].tag == "SN" and tokens[j + 1].form in _DATE_UNITS | _TIME_UNITS
+               and (j == i or _gap(tokens, j) <= 1)):
+            j += 2
+        if j > i:
+            is_year_span = tokens[i + 1].form == "년" and int(tokens[i].form or 0) < 1000 if \
+                tokens[i].form.isdigit() else False
+            out.append(Chunk(i, j, "quantity" if is_year_span and j == i + 2 else "date"))
+            i = j
+            continue
+        # quantities: SN (+ 만/억) + a counter word right after it (12명, 870만 종, 100m)
+        if t.tag == "SN":
+            j = i + 1
+            while j < len(tokens) and tokens[j].tag == "NR" and _gap(tokens, j) == 0:
+                j += 1
+            if j < len(tokens) and tokens[j].tag in ("NNB", "NNG", "SL") and _gap(tokens, j) <= 1 \
+                    and len(tokens[j].form) <= 2:
+                out.append(Chunk(i, j + 1, "quantity"))
+                i = j + 1
+                continue
+        j = i + 1
+        while j < len(tokens) and tokens[j].tag in _NOMINAL and _gap(tokens, j) <= 1 \
+                and not _is_boundary(tokens, j) and not (tokens[j].tag == "SN" and _gap(tokens, j) > 0):
+            j += 1
+        out.append(Chunk(i, j, "noun"))
+        if j + 1 < len(tokens) and tokens[j].tag == "SN" and _gap(tokens, j) == 1 and tokens[j + 1].tag in (
+                "NNB", "NNG", "SL") and _gap(tokens, j + 1) == 0:
+            out.append(Chunk(i, j + 2, "noun"))  # a name with a number in it: 대포동 2호, 아폴로 11호
+        i = j
+    return out
+
+
+def _variants(tokens, chunks: list[Chunk]) -> list[Chunk]:
+    """Besides each full date, its year alone (KorQuAD asks "몇 년에…?" as often as "언제…?")."""
+    out = []
+    for c in chunks:
+        out.append(c)
+        if c.kind == "date" and c.end - c.start > 2 and tokens[c.start + 1].form == "년":
+            out.append(Chunk(c.start, c.end, "year"))  # the whole date gives way to "몇 년에"
+    return out
+
+
+def _surface(text: str, tokens, chunk: Chunk) -> str:
+    return text[tokens[chunk.start].start:tokens[chunk.end - 1].start + tokens[chunk.end - 1].len]
+
+
+def _counter(text: str, tokens, chunk: Chunk) -> str:
+    last = tokens[chunk.end - 1]
+    return text[last.start:last.start + last.len]
+
+
+def _is_person(surface: str, tokens, chunk: Chunk, title: str) -> bool:
+    if surface.endswith(_PERSON_HEADS):
+        return True
+    forms = [t for t in tokens[chunk.start:chunk.end]]
+    hangul_name = all(t.tag == "NNP" for t in forms) and 2 <= len(surface.replace(" ", "")) <= 4 \
+        and re.fullmatch(r"[가-힣 ]+", surface) is not None and not surface.endswith(_PLACE_HEADS)
+    return hangul_name or surface == title
+
+
+def _wh_phrase(kind: str, surface: str, counter: str, next_tag: str, next_form: str, person: bool) -> str | None:
+    """The wh-word plus the particle that replaces the answer and its particle; None where none fits."""
+    if kind == "year":
+        return "몇 년에"
+    if kind == "date":
+        if next_tag in ("", "VCP") or next_form in ("에", "에는"):
+            return "언제"
+        return "언제" + next_form if next_form in ("부터", "까지", "부터는") else None
+    if kind == "quantity":
+        return f"몇 {counter}" + (next_form if next_tag.startswith("J") else "")
+    place = surface.endswith(_PLACE_HEADS) or next_form in ("에서", "에서는", "로부터")
+    if next_tag in ("JKS", "JX") and next_form in ("이", "가", "은", "는"):
+        return "누가" if person else ("어디가" if place and next_form in ("이", "가") else "무엇이")
+    if next_tag == "JKO":
+        return "누구를" if person else "무엇을"
+    if next_tag == "JKB":
+        if next_form in ("에게", "에게서", "한테", "께"):
+            return "누구" + next_form
+        if next_form in ("로서", "으로서", "로써", "으로써"):
+            return ("누구" if person else "무엇") + ("로서" if person else "으로서")
+        if next_form in ("에", "에서", "에서는", "로", "으로", "로부터", "까지", "부터"):
+            if next_form in ("로", "으로") and not place:
+                return "무엇" + "으로"
+            return "어디" + ("로" if next_form in ("로", "으로") else next_form)
+        if next_form in ("와", "과", "하고", "랑", "이랑"):
+            return ("누구" if person else "무엇") + particle("누구" if person else "무엇", "과/와")
+        return None
+    if next_tag == "JKG":
+        return "누구의" if person else "무엇의"
+    if next_tag == "VCP":
+        return "누구" if person else "무엇"
+    return None
+
+
+_CLAUSE_LINKS = {"고", "며", "으며", "지만", "으나", "나", "는데", "ᆫ데"}
+
+
+def clauses(tokens) -> list[list]:
+    """Token runs that each end in a predicate: split where a clause ends with a comma or a linking ending
+    (…했고, …이며, …했으나). Each clause can become questions on its own, so long sentences still do."""
+    out, current = [], []
+    for i, t in enumerate(tokens):
+        current.append(t)
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if t.tag == "EC" and nxt is not None and (nxt.tag == "SP" or (t.form in _CLAUSE_LINKS and _gap(tokens, i + 1) > 0)):
+            out.append(current)
+            current = []
+        elif t.tag == "SP" and not current[:-1]:
+            current = []
+    if current:
+        out.append(current)
+    return [c for c in out if c and c[-1].tag != "SP" or len(c) > 1]
+
+
+def _question_ending(text: str, tokens) -> tuple[int, str] | None:
+    """(character offset where the predicate word starts, its question form) for a clause ending in …다 or
+    in a linking ending (…했고)."""
+    ef = len(tokens) - 1
+    while ef >= 0 and tokens[ef].tag in ("SF", "SS", "SSC", "SW", "SP"):
+        ef -= 1
+    if ef < 1 or not (tokens[ef].tag == "EF" and tokens[ef].form.endswith("다") or tokens[ef].tag == "EC"):
+        return None
+    if tokens[ef].tag == "EC" and tokens[ef - 1].tag not in ("EP", "VV", "VA", "VCP", "XSV", "XSA", "VX", "VV-R",
+                                                              "VA-R", "VV-I", "VA-I", "VX-R", "VX-I"):
+        return None
+    first = ef
+    while first > 0 and _gap(tokens, first) <= 0:
+        first -= 1
+    prev = tokens[ef - 1]
+    ending = ("ᆫ가", "EF") if prev.tag in ("VCP", "VA") else ("는가", "EF")
+    morphs = [(t.form, t.tag) for t in tokens[first:ef]] + [ending]
+    try:
+        word = _kiwi().join(morphs)
+    except Exception:  # noqa: BLE001 - Kiwi refuses some tag sequences; such a sentence is skipped
+        return None
+    return tokens[first].start, word + "?"
+
+
+def _has_subject(tokens) -> bool:
+    return any(t.tag == "JKS" or (t.tag == "JX" and t.form in ("은", "는")) for t in tokens)
+
+
+def clean_title(title: str) -> str:
+    """Wikipedia article titles as a sentence would name them: 김정남_(조선민주주의인민공화국) -> 김정남."""
+    return re.sub(r"\s*\([^)]*\)\s*$", "", title.replace("_", " ")).strip()
+
+
+def _subject_phrase(text: str, tokens) -> str:
+    """The clause's opening topic or subject with its particle ("경찰은"), or ""."""
+    for i, t in enumerate(tokens[:6]):
+        if t.tag == "JKS" or (t.tag == "JX" and t.form in ("은", "는")):
+            return text[tokens[0].start:t.start + t.len]
+    return ""
+
+
+def sentence_questions(sentence: str, title: str = "") -> list[tuple[str, str]]:
+    """(question, answer) pairs from one declarative sentence, clause by clause."""
+    topic = clean_title(title)
+    topic_phrase = f"{topic}{particle(topic, '은/는')}" if topic else ""
+    pairs = []
+    tokens = _kiwi().tokenize(sentence)
+    for clause in clauses(tokens):
+        text = sentence[clause[0].start:clause[-1].start + clause[-1].len].strip(" ,")
+        clause_tokens = _kiwi().tokenize(text)
+        pairs += _clause_questions(text, clause_tokens, topic_phrase, topic)
+        topic_phrase = _subject_phrase(text, clause_tokens) or topic_phrase
+    return pairs
+
+
+def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> list[tuple[str, str]]:
+    end = _question_ending(sentence, tokens)
+    if end is None:
+        return []
+    pred_start, pred_question = end
+    add_topic = bool(topic_phrase) and not _has_subject(tokens) \
+        and topic.replace(" ", "") not in sentence.replace(" ", "")
+    pairs = []
+    for chunk in _variants(tokens, _chunks(tokens)):
+        surface = _surface(sentence, tokens, chunk)
+        specific = any(t.tag in _SPECIFIC for t in tokens[chunk.start:chunk.end])
+        if chunk.kind == "noun" and not specific and chunk.end - chunk.start < 2:
+            continue  # one common noun ("혐의", "시위") is rarely a fact worth asking
+        if tokens[chunk.start].start >= pred_start or len(normalize_answer(surface)) < 1:
+            continue
+        if chunk.kind == "year":
+            surface = sentence[tokens[chunk.start].start:tokens[chunk.start + 1].start + tokens[chunk.start + 1].len]
+        nxt = tokens[chunk.end] if chunk.end < len(tokens) else None
+        if nxt is not None and chunk.kind == "noun" and nxt.tag in ("XSV", "XSA", "NNB"):
+            continue  # a verb/adjective stem (주도하다), not an answer
+        next_tag = nxt.tag if nxt is not None and nxt.start - (tokens[chunk.end - 1].start
+                                                                 + tokens[chunk.end - 1].len) == 0 else ""
+        next_form = nxt.form if next_tag else ""
+        wh = _wh_phrase(chunk.kind, surface, _counter(sentence, tokens, chunk), next_tag, next_form,
+                        _is_person(surface, tokens, chunk, topic))
+        if wh is None:
+            continue
+        cut_end = nxt.start + nxt.len if next_tag and next_tag != "VCP" else tokens[chunk.end - 1].start + \
+            tokens[chunk.end - 1].len
+        if next_tag == "VCP":  # "…은 노아이다" -> "…은 누구인가?": the copula is rebuilt by the ending
+            if chunk.end + 1 >= len(tokens) or tokens[chunk.end + 1].tag != "EF":
+                continue
+            question = sentence[:tokens[chunk.start].start] + wh + "인가?"
+        else:
+            question = sentence[:tokens[chunk.start].start] + wh + sentence[cut_end:pred_start] + pred_question
+        if add_topic:
+            question = f"{topic_phrase} {question}"
+        question = " ".join(question.split())
+        answer = surface.strip()
+        if normalize_answer(answer).replace(" ", "") in normalize_answer(question).replace(" ", ""):
+            continue  # the answer leaks (it occurs twice in the sentence)
+        if len(question) > MAX_QUESTION_CHARS or len(question) < 8:
+            continue
+        pairs.append((question, answer))
+    return pairs
+
+
+def cloze_questions(context: str, title: str = "") -> list[dict]:
+    """Questions from every sentence of a paragraph: [{question, answer, sentence}]."""
+    out = []
+    for sent in _kiwi().split_into_sents(context):
+        for q, a in sentence_questions(sent.text.strip(), title):
+            out.append({"question": q, "answer": a, "sentence": sent.text.strip()})
+    return out

@@ -30,6 +30,14 @@ class TrainConfig(BaseModel):
     epochs: float = Field(8, description="passes over the original questions (no augmentation)")
     augmented_epochs: float | None = Field(None, description="passes when paraphrases are added (each question "
                                            "then appears 1+n times per pass); None = `epochs`")
+    passages_epochs: float | None = Field(None, description="passes for the `passages` adapter (QA, paraphrases "
+                                          "and passage material); None = augmented_epochs")
+    passage_text: bool = Field(True, description="`passages` adapter: learn the paragraphs as plain text too")
+    text_piece_chars: int = Field(300, description="paragraphs are cut at sentence ends into pieces of about "
+                                  "this many characters")
+    reader_epochs: float = Field(3, description="passes for the `reader` adapter (paragraph + question -> answer)")
+    reader_max_length: int = Field(1024, description="max tokens of a reader example (paragraph + question + "
+                                   "answer)")
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_length: int = 256
@@ -46,6 +54,22 @@ class TrainConfig(BaseModel):
     logging_steps: int = 5
     report_to: str = "none"
     paraphrases_per_question: int | None = Field(None, description="use at most N paraphrases per question")
+
+
+class StudyConfig(BaseModel):
+    """How the `passages` adapter's material is made from the training paragraphs (`korquad-tune study`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["rules", "openai", "file"] = Field("rules", description="rules = offline Kiwi cloze "
+                                                        "questions; openai = LLM-written statements and QA")
+    file: str | None = Field(None, description="file backend: JSONL of context (or paragraph id), question, answer")
+    n: int = Field(20, description="openai backend: question/answer pairs asked for per paragraph")
+    base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
+    model: str = Field("gpt-4o-mini", description="openai backend: model name")
+
+
+SYSTEMS = ("base", "retrieval", "no-aug", "aug", "passages", "open-book", "rag")
 
 
 class RunConfig(BaseModel):
@@ -66,8 +90,10 @@ class RunConfig(BaseModel):
     train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
     max_new_tokens: int = 24
     batch_size: int = 16
-    systems: list[Literal["base", "retrieval", "no-aug", "aug"]] = Field(
-        default_factory=lambda: ["base", "retrieval", "no-aug", "aug"])
+    holdout: bool = Field(True, description="hold out the rephrased and unseen question sets (see `prepare`)")
+    study: StudyConfig = Field(default_factory=StudyConfig)
+    rag_k: int = Field(1, description="rag: paragraphs retrieved into the prompt")
+    systems: list[Literal[SYSTEMS]] = Field(default_factory=lambda: list(SYSTEMS))
 
 
 def _presets_dir() -> Path:

@@ -105,7 +105,7 @@ class Answerer:
         spec = model or next((m["model"] for m in metas if m.get("model")), DEFAULT_MODEL)
         if model and (Path(model) / ADAPTER_META).exists():  # a merged or fully fine-tuned model folder
             metas.append(json.loads((Path(model) / ADAPTER_META).read_text()))
-        templates = {m.get("template") for m in metas if m.get("template")}
+        templates = {m.get("template") for m in metas if m.get("template") and not m.get("reader")}
         if template is None:
             if len(templates) > 1:
                 raise KorquadTuneError(f"adapters were trained with different prompt templates {templates}; "
@@ -115,11 +115,14 @@ class Answerer:
         return cls(m, tok, spec, template, names)
 
     def answer(self, questions: list[str], adapter: str | None = None, batch_size: int = 16,
-               max_new_tokens: int = 32, progress_label: str | None = None) -> list[str]:
-        """Answers from `adapter` (a loaded adapter's name), or from the untuned base when None."""
+               max_new_tokens: int = 32, progress_label: str | None = None,
+               contexts: list[str] | None = None) -> list[str]:
+        """Answers from `adapter` (a loaded adapter's name), or from the untuned base when None; with
+        `contexts`, open-book: each question is asked with its paragraph in the reader prompt."""
         import contextlib
 
-        from korquad_tune.generate import generate_answers
+        from korquad_tune.generate import generate_answers, generate_from_prompts
+        from korquad_tune.prompts import reader_prompt
         if adapter is not None:
             if adapter not in self.adapters:
                 raise KorquadTuneError(f"adapter {adapter!r} is not loaded (loaded: {self.adapters})")
@@ -130,6 +133,10 @@ class Answerer:
         else:
             ctx = contextlib.nullcontext()
         with ctx, _progress(progress_label, len(questions)) as advance:
+            if contexts is not None:
+                prompts = [reader_prompt(c, q) for c, q in zip(contexts, questions)]
+                return generate_from_prompts(self.model, self.tokenizer, prompts, batch_size, max_new_tokens,
+                                             advance)
             return generate_answers(self.model, self.tokenizer, questions, template=self.template,
                                     batch_size=batch_size, max_new_tokens=max_new_tokens, progress=advance)
 

@@ -24,11 +24,17 @@ def generate_answers(model, tokenizer, questions: Sequence[str], template: Promp
                      batch_size: int = 16, max_new_tokens: int = 32,
                      progress: Callable[[int], None] | None = None) -> list[str]:
     """Greedy answers for `questions`, in input order. `progress(n)` is called after each batch of n."""
-    import torch
-
     if isinstance(template, str):
         template = get_template(template)
-    prompts = [template.prompt(q, tokenizer) for q in questions]
+    return generate_from_prompts(model, tokenizer, [template.prompt(q, tokenizer) for q in questions],
+                                 batch_size, max_new_tokens, progress)
+
+
+def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = 16, max_new_tokens: int = 32,
+                          progress: Callable[[int], None] | None = None) -> list[str]:
+    """Greedy continuations of ready-made prompts, cut at the first stop string, in input order."""
+    import torch
+
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -18,7 +18,10 @@ from korquad_tune.config import RunConfig, dump_yaml, load_train_config
 from korquad_tune.io import atomic_write_text, read_json, write_json, write_jsonl
 from korquad_tune.rundir import RunDir
 
-ADAPTERS = {"no-aug": False, "aug": True}
+# adapter -> (augment, passages, reader): what train() learns from for it
+ADAPTERS = {"no-aug": (False, False, False), "aug": (True, False, False), "passages": (True, True, False),
+            "reader": (False, False, True)}
+OPEN_BOOK = ("open-book", "rag")  # answered by the reader adapter with a paragraph in the prompt
 
 
 class _Timings:
@@ -40,7 +43,8 @@ def _check_settings(run: RunDir, cfg: RunConfig, fresh: bool) -> None:
     stamp = run.root / "run_config.json"
     current = {"fingerprint": _fingerprint(cfg.model_dump()), "config": cfg.model_dump()}
     if fresh and run.root.exists():
-        for child in ("qa.jsonl", "augmentation.json", "heldout.jsonl", "adapters", "checkpoints", "eval",
+        for child in ("qa.jsonl", "augmentation.json", "paraphrased.jsonl", "rephrased.jsonl", "unseen.jsonl",
+                      "passages.jsonl", "material.json", "prepare.json", "adapters", "checkpoints", "eval",
                       "timings.json", "metrics.json", "report.md", "report.png", "run_config.json"):
             p = run.root / child
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
@@ -50,18 +54,32 @@ def _check_settings(run: RunDir, cfg: RunConfig, fresh: bool) -> None:
     write_json(stamp, current)
 
 
-def _heldout_rows(cfg: RunConfig, qa_ids: set[str]) -> list[dict] | None:
-    """The held-out paraphrases: the given file, else the shipped ones for the questions this run trains on
-    (they exist for the first three articles of the shipped dev set); None when there are none."""
+def _heldout_rows(cfg: RunConfig, qa: list[dict]) -> list[dict] | None:
+    """The held-out LLM paraphrases: the given file, else the shipped ones for the questions this run trains on
+    (they exist for the first three articles of the shipped dev set), each with its source's paragraph; None
+    when there are none."""
     from korquad_tune.augment import load_shipped_heldout
     from korquad_tune.data import load_questions
     if cfg.heldout:
         return load_questions(cfg.heldout)
     if cfg.data is None:
-        rows = [{k: r[k] for k in ("id", "question", "answers")} for r in load_shipped_heldout()
-                if r["source_id"] in qa_ids]
+        contexts = {r["id"]: r["context"] for r in qa}
+        rows = [{**{k: r[k] for k in ("id", "question", "answers")}, "context": contexts[r["source_id"]]}
+                for r in load_shipped_heldout() if r["source_id"] in contexts]
         return rows or None
     return None
+
+
+def question_sets(run: RunDir, cfg: RunConfig, qa: list[dict]) -> dict[str, list[dict]]:
+    """Every question set the run evaluates, in report order; empty sets are left out."""
+    from korquad_tune.io import read_jsonl
+    heldout = _heldout_rows(cfg, qa)
+    if heldout is not None and not run.heldout.exists():
+        write_jsonl(run.heldout, heldout)
+    sets = {"trained": qa, "paraphrased": heldout or []}
+    for name in ("rephrased", "unseen"):
+        sets[name] = read_jsonl(run.question_set(name)) if run.question_set(name).exists() else []
+    return {name: rows for name, rows in sets.items() if rows}
 
 
 def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=None) -> Path:
@@ -69,9 +87,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
 
     from korquad_tune.augment import augment
     from korquad_tune.data import load_qa, prepare
-    from korquad_tune.evaluate import Answerer, print_table, retrieval_pairs, write_system_result
+    from korquad_tune.passages import study
     from korquad_tune.report import write_report
-    from korquad_tune.retrieval import RetrievalAnswerer
     from korquad_tune.train import adapter_done, train
 
     console = console or Console()
@@ -89,8 +106,10 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
 
     if not run.qa.exists():
         t = stage("prepare")
-        _, s = prepare(run.root, data=cfg.data, articles=cfg.articles, limit=cfg.limit)
-        console.print(f"{s.questions} questions from {s.articles} articles")
+        _, s = prepare(run.root, data=cfg.data, articles=cfg.articles, limit=cfg.limit, holdout=cfg.holdout)
+        counts = read_json(run.prepare_summary)
+        console.print(f"{s.questions} questions from {s.articles} articles: {counts['trained']} train, "
+                      f"{counts['rephrased']} rephrased and {counts['unseen']} unseen held out")
         timings.record("prepare", time.time() - t)
     if not run.augmentation.exists():
         t = stage(f"augment ({cfg.augment_backend})")
@@ -98,48 +117,76 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
                        base_url=cfg.augment_base_url, model=cfg.augment_model)
         console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
         timings.record("augment", time.time() - t)
-    qa = [{k: r[k] for k in ("id", "question", "answers")} for r in load_qa(run.root)]
-    heldout = _heldout_rows(cfg, {r["id"] for r in qa})
-    if heldout is not None and not run.heldout.exists():
-        write_jsonl(run.heldout, heldout)
+    qa = load_qa(run.root)
+    sets = question_sets(run, cfg, qa)
+    if "passages" in cfg.systems and not run.material.exists():
+        t = stage(f"study ({cfg.study.backend})")
+        _, s = study(run.root, backend=cfg.study.backend, n=cfg.study.n, file=cfg.study.file,
+                     base_url=cfg.study.base_url, model=cfg.study.model)
+        console.print(f"{s['qa']} questions and {s['statements']} statements from {s['paragraphs']} paragraphs "
+                      f"(dropped {s['dropped']})")
+        timings.record("study", time.time() - t)
 
-    for name, with_aug in ADAPTERS.items():
-        if name in cfg.systems and not adapter_done(run.root, name):
+    for name, (with_aug, with_passages, reader) in ADAPTERS.items():
+        wanted = name in cfg.systems or (reader and any(x in cfg.systems for x in OPEN_BOOK))
+        if wanted and not adapter_done(run.root, name):
             t = stage(f"train {name}")
-            train(run.root, train_cfg, name=name, augment=with_aug, resume=True)
+            train(run.root, train_cfg, name=name, augment=with_aug, passages=with_passages, reader=reader,
+                  resume=True)
             timings.record(f"train {name}", time.time() - t)
 
-    question_sets = {"trained": qa, **({"heldout": heldout} if heldout else {})}
-    todo = [(s, system) for s in question_sets for system in cfg.systems
-            if not (run.evaluation(system, s) / "metrics.json").exists()]
+    todo = [(s, system) for s in sets for system in cfg.systems
+            if not (run.evaluation(system, s) / "metrics.json").exists()
+            and not (system == "open-book" and not all(q.get("context") for q in sets[s]))]
     if todo:
         t = stage("evaluate")
-        retrieval = None
-        model_systems = [x for x in cfg.systems if x != "retrieval"]
-        answerer = None
-        if any(system in model_systems for _, system in todo):
-            answerer = Answerer.load(model=train_cfg.model,
-                                     adapters=[run.adapter(n) for n in ADAPTERS if n in cfg.systems])
-        for set_name, system in todo:
-            questions = question_sets[set_name]
-            texts = [q["question"] for q in questions]
-            t0 = time.time()
-            if system == "retrieval":
-                retrieval = retrieval or RetrievalAnswerer(retrieval_pairs(run.root))
-                answers = retrieval.answer(texts)
-            else:
-                adapter = None if system == "base" else system
-                answers = answerer.answer(texts, adapter, cfg.batch_size, cfg.max_new_tokens,
-                                          f"{system} on {set_name}")
-            m, _ = write_system_result(run.evaluation(system, set_name), system, questions, answers,
-                                       {"seconds": round(time.time() - t0, 1)})
-            console.print(f"{system:>9} on {set_name:<8} EM {m['exact_match']:5.1f}  F1 {m['f1']:5.1f}  "
-                          f"({time.time() - t0:.0f}s)")
+        evaluate_run(run, cfg, train_cfg, sets, todo, console)
         timings.record("evaluate", time.time() - t)
     stage("report")
     paths = write_report(run.root)
     metrics = read_json(run.metrics)["sets"]
+    from korquad_tune.evaluate import print_table
     for set_name, systems in metrics.items():
         print_table(systems, console, title=set_name)
     console.print("wrote " + ", ".join(str(p) for p in paths))
     return run.report_md
+
+
+def evaluate_run(run: RunDir, cfg: RunConfig, train_cfg, sets: dict[str, list[dict]],
+                 todo: list[tuple[str, str]], console) -> None:
+    """Answer every (question set, system) in `todo` and write its results; one base-model load serves all."""
+    from korquad_tune.evaluate import Answerer, retrieval_pairs, write_system_result
+    from korquad_tune.retrieval import ParagraphRetriever, RetrievalAnswerer
+
+    needs_model = [system for _, system in todo if system != "retrieval"]
+    answerer = None
+    if needs_model:
+        names = [n for n in ADAPTERS if n in cfg.systems or (n == "reader" and any(x in needs_model
+                                                                                   for x in OPEN_BOOK))]
+        answerer = Answerer.load(model=train_cfg.model, adapters=[run.adapter(n) for n in names])
+    retrieval = rag = None
+    for set_name, system in todo:
+        questions = sets[set_name]
+        texts = [q["question"] for q in questions]
+        t0 = time.time()
+        if system == "retrieval":
+            retrieval = retrieval or RetrievalAnswerer(retrieval_pairs(run.root))
+            answers = retrieval.answer(texts)
+        elif system in OPEN_BOOK:
+            if system == "open-book":
+                contexts = [q["context"] for q in questions]
+            else:
+                from korquad_tune.data import load_passages
+                rag = rag or ParagraphRetriever([p["context"] for p in load_passages(run.root)])
+                contexts = ["\n\n".join(top) for top in rag.top(texts, cfg.rag_k)]
+            reader = "reader" if "reader" in answerer.adapters else None
+            answers = answerer.answer(texts, reader, cfg.batch_size, cfg.max_new_tokens, f"{system} on {set_name}",
+                                      contexts=contexts)
+        else:
+            adapter = None if system == "base" else system
+            answers = answerer.answer(texts, adapter, cfg.batch_size, cfg.max_new_tokens,
+                                      f"{system} on {set_name}")
+        m, _ = write_system_result(run.evaluation(system, set_name), system, questions, answers,
+                                   {"seconds": round(time.time() - t0, 1)})
+        console.print(f"{system:>9} on {set_name:<11} EM {m['exact_match']:5.1f}  F1 {m['f1']:5.1f}  "
+                      f"({time.time() - t0:.0f}s)")

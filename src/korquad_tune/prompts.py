@@ -42,6 +42,16 @@ TEMPLATES: dict[str, PromptTemplate] = {
 }
 DEFAULT_TEMPLATE = "alpaca"
 
+# Open-book prompt (the `reader` adapter, `open-book` and `rag` systems): Alpaca's own Input section.
+READER_FORMAT = ALPACA_HEADER + " ### Input: {context} ### Instruction: {question} ### Response: "
+
+
+READER_CONTEXT_CHARS = 1500  # longer contexts are cut (a KorQuAD paragraph averages ~540 characters)
+
+
+def reader_prompt(context: str, question: str) -> str:
+    return READER_FORMAT.format(context=" ".join(context.split())[:READER_CONTEXT_CHARS], question=question)
+
 
 def get_template(name: str) -> PromptTemplate:
     try:

@@ -10,7 +10,12 @@ from korquad_tune.io import atomic_write_text, read_json, write_json
 from korquad_tune.rundir import RunDir
 
 SET_TITLES = {"trained": "trained questions (seen in training)",
-              "heldout": "held-out paraphrases (never trained on)"}
+              "paraphrased": "LLM paraphrases (held out)",
+              "rephrased": "human rephrasings (held out)",
+              "unseen": "unseen facts of trained paragraphs (held out)"}
+SET_ORDER = list(SET_TITLES)
+SYSTEM_ORDER = ("base", "retrieval", "no-aug", "aug", "passages", "open-book", "rag")
+CLOSED_BOOK = ("no-aug", "aug", "passages")
 
 
 def collect(run_dir: str | Path) -> dict[str, dict[str, tuple[dict, list[dict]]]]:
@@ -24,11 +29,11 @@ def collect(run_dir: str | Path) -> dict[str, dict[str, tuple[dict, list[dict]]]
             got = read_system_result(sys_dir)
             if got:
                 results.setdefault(set_dir.name, {})[sys_dir.name] = got
-    order = {"trained": 0, "heldout": 1}
-    return dict(sorted(results.items(), key=lambda kv: (order.get(kv[0], 2), kv[0])))
+    order = {name: i for i, name in enumerate(SET_ORDER)}
+    return dict(sorted(results.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
-def _ordered(systems, preferred=("base", "retrieval", "no-aug", "aug")):
+def _ordered(systems, preferred=SYSTEM_ORDER):
     return [s for s in preferred if s in systems] + sorted(s for s in systems if s not in preferred)
 
 
@@ -40,7 +45,7 @@ def plot(results: dict, out: Path) -> Path:
     sets = list(results)
     systems = _ordered({s for r in results.values() for s in r})
     width = 0.8 / max(1, len(systems))
-    fig, ax = plt.subplots(figsize=(1.8 + 2.6 * len(sets), 4.2))
+    fig, ax = plt.subplots(figsize=(1.8 + 0.45 * len(systems) * len(sets), 4.4))
     for i, system in enumerate(systems):
         xs, ems, lo, hi = [], [], [], []
         for j, name in enumerate(sets):
@@ -51,12 +56,13 @@ def plot(results: dict, out: Path) -> Path:
                 lo.append(m["exact_match"] - m["exact_match_ci95"][0])
                 hi.append(m["exact_match_ci95"][1] - m["exact_match"])
         bars = ax.bar(xs, ems, width, yerr=[lo, hi], capsize=3, label=system)
-        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=2)
-    ax.set_xticks(range(len(sets)), [SET_TITLES.get(s, s).replace(" (", "\n(") for s in sets])
+        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
+    ax.set_xticks(range(len(sets)), [SET_TITLES.get(s, s).replace(" (", "\n(").replace(" of ", "\nof ")
+                                     for s in sets], fontsize=8)
     ax.set_ylabel("exact match (%), 95% bootstrap CI")
     ax.set_ylim(0, 125)  # headroom for the legend above the 100% bars
     ax.set_yticks(range(0, 101, 20))
-    ax.legend(ncols=len(systems), loc="upper center", fontsize=8, frameon=False)
+    ax.legend(ncols=min(len(systems), 7), loc="upper center", fontsize=8, frameon=False)
     ax.set_title("KorQuAD exact match by system")
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")
@@ -81,6 +87,19 @@ def _table(results: dict) -> list[str]:
             else:
                 cells.append("-")
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _share_of_rag(results: dict) -> list[str]:
+    """Closed-book EM as a share of rag's EM, per held-out set: how much of open-book the tuning recovers."""
+    lines = []
+    for s, r in results.items():
+        if "rag" not in r or s == "trained":
+            continue
+        rag = r["rag"][0]["exact_match"]
+        cells = [f"{x} {100 * r[x][0]['exact_match'] / rag:.0f}%" for x in CLOSED_BOOK if x in r and rag > 0]
+        if cells:
+            lines.append(f"- {SET_TITLES.get(s, s)} (rag EM {rag:.1f}): " + ", ".join(cells))
     return lines
 
 
@@ -111,12 +130,16 @@ def write_report(run_dir: str | Path, settings: dict | None = None) -> list[Path
     md = ["# korquad-tune report", "",
           "Exact match (EM) and character-level F1 as in the official KorQuAD v1 evaluation script, "
           "with 95% bootstrap intervals over questions. *Trained questions* are the questions the adapters "
-          "were trained on; *held-out paraphrases* ask the same facts in wordings no system trained on.", "",
+          "were trained on; *LLM paraphrases* ask the same facts in wordings an LLM wrote and no system trained "
+          "on; *human rephrasings* are KorQuAD questions other annotators wrote for the same answer; *unseen "
+          "facts* are KorQuAD questions whose answer no training question asks, about paragraphs that were "
+          "trained on. `open-book` and `rag` see a paragraph in the prompt; the others answer closed-book.", "",
           *_table(results), "", "![EM by system](report.png)", "",
+          "## Closed-book EM as a share of rag's", "", *(_share_of_rag(results) or ["(no rag results)"]), "",
           "## Paired tests (McNemar, exact, on EM right/wrong)", ""]
     for s, ts in tests.items():
         for t in ts:
-            if {t["a"], t["b"]} & {"aug"}:
+            if {t["a"], t["b"]} & {"aug", "passages"}:
                 md.append(f"- {SET_TITLES.get(s, s)}: {t['a']} vs {t['b']}: only {t['a']} right {t['only_a']}, "
                           f"only {t['b']} right {t['only_b']}, p = {t['p_value']:.3g}")
     md += ["", "## Systems", "",
@@ -124,14 +147,19 @@ def write_report(run_dir: str | Path, settings: dict | None = None) -> list[Path
            "- **retrieval**: no LLM; BM25 over Kiwi morphemes of every training question (originals and "
            "paraphrases), answering with the best match's answer. The floor fine-tuning must beat.",
            "- **no-aug**: LoRA adapter trained on the original questions only.",
-           "- **aug**: LoRA adapter trained on the original questions plus their paraphrases.", ""]
+           "- **aug**: LoRA adapter trained on the original questions plus their paraphrases.",
+           "- **passages**: LoRA adapter trained on what `aug` learns plus the training paragraphs as text and "
+           "questions made from their sentences (`material.json`).",
+           "- **open-book**: the `reader` adapter (trained on paragraph + question -> answer for the training "
+           "questions) given the question's own paragraph.",
+           "- **rag**: the same reader given the top BM25 paragraph(s) of the training articles.", ""]
     if settings:
         md += ["## Settings", "", "```yaml", settings.get("yaml", "").rstrip(), "```", ""]
     if timings:
         md += ["## Timings (seconds, this machine)", "", "| stage | seconds |", "|---|---|"]
         md += [f"| {k} | {v:.0f} |" for k, v in timings.items()] + [""]
     for s, r in results.items():
-        for system in ("aug", "no-aug"):
+        for system in ("passages", "aug", "no-aug"):
             if system in r:
                 md += [f"## Misses: {system} on {SET_TITLES.get(s, s)}", "", *_misses(r[system][1]), ""]
     atomic_write_text(run.report_md, "\n".join(md) + "\n")

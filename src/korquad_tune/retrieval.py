@@ -41,3 +41,22 @@ class RetrievalAnswerer:
             return []
         docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=1, show_progress=False)
         return [self.answers[int(d[0])] for d in docs]
+
+
+class ParagraphRetriever:
+    """BM25 over the training paragraphs (the `rag` system's retriever): the top-k paragraphs for a question."""
+
+    def __init__(self, paragraphs: list[str]):
+        import bm25s
+        if not paragraphs:
+            raise ValueError("rag needs at least one training paragraph")
+        self.paragraphs = paragraphs
+        self.index = bm25s.BM25()
+        self.index.index([morphemes(p) for p in paragraphs], show_progress=False)
+
+    def top(self, questions: list[str], k: int = 1) -> list[list[str]]:
+        if not questions:
+            return []
+        k = min(k, len(self.paragraphs))
+        docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=k, show_progress=False)
+        return [[self.paragraphs[int(d)] for d in row] for row in docs]

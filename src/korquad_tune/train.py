@@ -40,18 +40,43 @@ def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,
 
 def tokenize_pair(tokenizer, template, question: str, answer: str, max_length: int) -> dict:
     """Prompt and answer tokenised separately; EOS closes the answer so generation learns where to stop."""
-    prompt_ids = tokenizer(template.prompt(question, tokenizer), add_special_tokens=True).input_ids
-    answer_ids = tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    return tokenize_example(tokenizer, template.prompt(question, tokenizer), answer, max_length)
+
+
+def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
+    """A prompt (no loss) and its completion (loss, closed by EOS); an empty prompt makes plain text to learn."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=True).input_ids if prompt else \
+        tokenizer("", add_special_tokens=True).input_ids
+    answer_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     ids = (prompt_ids + answer_ids)[:max_length]
     mask = ([0] * len(prompt_ids) + [1] * len(answer_ids))[:max_length]
     return {"input_ids": ids, "completion_mask": mask}
 
 
-def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length: int):
+def text_pieces(text: str, max_chars: int) -> list[str]:
+    """A long text cut at sentence ends into pieces of at most ~max_chars (so none is truncated)."""
+    from korquad_tune.korean_rules import _kiwi
+    pieces, current = [], ""
+    for sent in _kiwi().split_into_sents(text):
+        if current and len(current) + len(sent.text) > max_chars:
+            pieces.append(current.strip())
+            current = ""
+        current += sent.text + " "
+    return pieces + ([current.strip()] if current.strip() else [])
+
+
+def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length: int,
+                  texts: list[str] = (), reader_rows: list[tuple[str, str, str]] = ()):
+    """Tokenised rows: QA pairs in the template, plain texts (loss everywhere), and reader rows
+    (paragraph, question, answer) in the reader prompt."""
     import datasets
     from datasets import Dataset
+
+    from korquad_tune.prompts import reader_prompt
     datasets.disable_progress_bars()
     rows = [tokenize_pair(tokenizer, template, q, a, max_length) for q, a in pairs]
+    rows += [tokenize_example(tokenizer, "", t, max_length) for t in texts]
+    rows += [tokenize_example(tokenizer, reader_prompt(c, q), a, max_length) for c, q, a in reader_rows]
     return Dataset.from_list(rows)
 
 
@@ -244,22 +269,47 @@ def _latest_checkpoint(ckpt_dir: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
+ADAPTER_DATA = {  # adapter name -> what it learns from
+    "no-aug": "the training questions",
+    "aug": "the training questions and their paraphrases",
+    "passages": "the training questions, their paraphrases, and the paragraphs with questions made from them",
+    "reader": "(paragraph, question) -> answer for the training questions: reads a paragraph given in the prompt",
+}
+
+
+def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, reader: bool):
+    """(pairs, texts, reader rows) for one adapter."""
+    from korquad_tune.data import load_qa
+    qa = load_qa(run.root)
+    if reader:
+        return [], [], [(r["context"], r["question"], r["answers"][0]) for r in qa]
+    augmentation = load_augmentation(run) if augment else None
+    pairs = training_pairs(qa, augmentation, cfg.paraphrases_per_question)
+    texts: list[str] = []
+    if passages:
+        from korquad_tune.passages import load_material, material_texts
+        doc = load_material(run)
+        pairs += [(x["question"], x["answer"]) for x in doc["qa"]]
+        if cfg.passage_text:
+            texts = [piece for t in material_texts(doc) for piece in text_pieces(t, cfg.text_piece_chars)]
+    return pairs, texts, []
+
+
 def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augment: bool = True,
           resume: bool = False, device: str | None = None, max_steps: int | None = None,
-          callbacks: list | None = None) -> Path:
-    """Train an adapter on RUN_DIR/qa.jsonl (+ augmentation.json) into RUN_DIR/adapters/<name>/."""
+          callbacks: list | None = None, passages: bool = False, reader: bool = False) -> Path:
+    """Train an adapter into RUN_DIR/adapters/<name>/ on RUN_DIR/qa.jsonl (+ augmentation.json with `augment`,
+    + material.json with `passages`), or a reader on (paragraph, question) -> answer with `reader`."""
     import torch
     from transformers import set_seed
     from trl import SFTConfig
 
-    from korquad_tune.data import load_qa
     from korquad_tune.models import default_device
 
     run = RunDir(run_dir)
-    name = name or ("aug" if augment else "no-aug")
+    name = name or ("reader" if reader else "passages" if passages else "aug" if augment else "no-aug")
     out = run.adapter(name)
-    qa = load_qa(run_dir)
-    augmentation = load_augmentation(run) if augment else None
+    pairs, texts, reader_rows = _examples(run, cfg, augment, passages, reader)
     device = device or default_device()
     if cfg.quantization == "int4" and device != "cuda":
         raise KorquadTuneError("this preset asks for int4 (QLoRA), which needs a CUDA GPU; "
@@ -272,8 +322,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     resolved = resolve_model(cfg.model)
     tok = load_tokenizer(resolved)
     template = get_template(cfg.template)
-    pairs = training_pairs(qa, augmentation, cfg.paraphrases_per_question)
-    dataset = build_dataset(tok, template, pairs, cfg.max_length)
+    max_length = cfg.reader_max_length if reader else cfg.max_length
+    dataset = build_dataset(tok, template, pairs, max_length, texts, reader_rows)
     model = load_base_model(resolved, device=device, load_in_4bit=cfg.quantization == "int4")
 
     ckpt_dir = run.root / "checkpoints" / name
@@ -282,7 +332,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         shutil.rmtree(ckpt_dir)  # a fresh run must not mix with an old one's checkpoints
     grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
     bf16 = _use_bf16(cfg, device)
-    epochs = cfg.augmented_epochs if augment and cfg.augmented_epochs is not None else cfg.epochs
+    epochs = _epochs(cfg, augment, passages, reader)
     args = SFTConfig(
         output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps or -1,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -290,7 +340,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
         bf16=bf16, fp16=False, gradient_checkpointing=grad_ckpt, use_cpu=device == "cpu",
-        max_length=cfg.max_length, packing=cfg.packing, completion_only_loss=cfg.loss == "answer",
+        max_length=max_length, packing=cfg.packing, completion_only_loss=cfg.loss == "answer",
         train_sampling_strategy="random" if cfg.packing else "group_by_length",
         logging_steps=cfg.logging_steps, save_strategy="steps",
         save_steps=cfg.save_steps, save_total_limit=2, report_to=cfg.report_to,
@@ -312,12 +362,21 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     write_json(ckpt_dir / f"seen_batches_rank{rank}.json", trainer.seen_batches)
 
     if trainer.is_world_process_zero():
-        _save_adapter(trainer, tok, out, cfg, resolved.spec, name, augment, len(pairs), seconds, result, resume)
+        _save_adapter(trainer, tok, out, cfg, resolved.spec, name, augment, len(dataset), seconds, result, resume,
+                      {"passages": passages, "reader": reader, "texts": len(texts)})
     return out
 
 
+def _epochs(cfg: TrainConfig, augment: bool, passages: bool, reader: bool) -> float:
+    if reader:
+        return cfg.reader_epochs
+    if passages and cfg.passages_epochs is not None:
+        return cfg.passages_epochs
+    return cfg.augmented_epochs if augment and cfg.augmented_epochs is not None else cfg.epochs
+
+
 def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, name: str, augment: bool,
-                  n_examples: int, seconds: float, result, resumed: bool) -> None:
+                  n_examples: int, seconds: float, result, resumed: bool, data: dict) -> None:
     """Write adapter + tokenizer + metadata to a temp folder, then rename: never half an adapter."""
     with atomic_dir(out) as tmp:
         trainer.model.save_pretrained(str(tmp))
@@ -327,7 +386,8 @@ def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, na
         atomic_write_text(tmp / "train_config.yaml", dump_yaml(cfg))
         losses = [h["loss"] for h in history if "loss" in h]
         write_json(tmp / ADAPTER_META, {
-            "model": model_spec, "template": cfg.template, "name": name, "augment": augment,
+            "model": model_spec, "template": "reader" if data["reader"] else cfg.template, "name": name,
+            "augment": augment, **data,
             "method": cfg.method, "examples": n_examples, "epochs": trainer.args.num_train_epochs,
             "steps": trainer.state.global_step, "train_seconds": round(seconds, 1),
             "final_loss": losses[-1] if losses else None, "train_loss": result.training_loss, "resumed": resumed,

@@ -26,7 +26,7 @@ def model_cache(tmp_path_factory):
 def run3(tmp_path_factory):
     """A run folder with the 85 questions of the first three dev articles (the default run's data)."""
     out = tmp_path_factory.mktemp("run3")
-    prepare(out, articles=3)
+    prepare(out, articles=3, holdout=False)
     return out
 
 
@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory):
     from korquad_tune.augment import augment
     from korquad_tune.train import train
     out = tmp_path_factory.mktemp("tiny_run")
-    prepare(out, articles=1)
+    prepare(out, articles=1, holdout=False)
     augment(out, backend="shipped")
     cfg = load_train_config("tiny-test", {"epochs": 40})
     train(out, cfg, name="no-aug", augment=False)

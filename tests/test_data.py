@@ -23,7 +23,7 @@ def test_shipped_copy_is_verbatim():
 
 
 def test_prepare_keeps_every_question_and_reports_duplicates(tmp_path):
-    res = runner.invoke(app, ["prepare", "--out", str(tmp_path)])
+    res = runner.invoke(app, ["prepare", "--out", str(tmp_path), "--no-holdout"])
     assert res.exit_code == 0, res.output
     rows = read_jsonl(tmp_path / "qa.jsonl")
     assert len(rows) == 5774
@@ -38,7 +38,7 @@ def test_prepare_keeps_every_question_and_reports_duplicates(tmp_path):
 def test_prepare_from_shared_file_matches_shipped(tmp_path):
     if not SHARED_DEV.exists():
         pytest.skip("no ../shared checkout beside the project")
-    prepare(tmp_path, data=SHARED_DEV)
+    prepare(tmp_path, data=SHARED_DEV, holdout=False)
     assert read_jsonl(tmp_path / "qa.jsonl") == parse_squad(shipped_dev_path())[0]
 
 

@@ -54,12 +54,23 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
 def prepare(out: Path = typer.Option(..., "--out", help="run directory to write qa.jsonl into"),
             data: Optional[Path] = typer.Option(None, help="SQuAD-format JSON (default: shipped KorQuAD v1 dev)"),
             articles: Optional[int] = typer.Option(None, help="keep only the first N articles"),
-            limit: Optional[int] = typer.Option(None, help="keep only the first N questions")) -> None:
-    """Read a SQuAD-format v1 file into RUN_DIR/qa.jsonl (one record per question)."""
+            limit: Optional[int] = typer.Option(None, help="keep only the first N questions"),
+            holdout: bool = typer.Option(True, "--holdout/--no-holdout",
+                                         help="hold out human rephrasings and unseen facts as test sets")) -> None:
+    """Read a SQuAD-format v1 file into RUN_DIR/qa.jsonl (training questions), rephrased.jsonl and unseen.jsonl
+    (held-out test sets) and passages.jsonl (the paragraphs)."""
     from korquad_tune.data import prepare as prepare_
-    path, s = prepare_(out, data=data, articles=articles, limit=limit)
+    from korquad_tune.io import read_json
+    from korquad_tune.rundir import RunDir
+    path, s = prepare_(out, data=data, articles=articles, limit=limit, holdout=holdout)
+    counts = read_json(RunDir(out).prepare_summary)
     console.print(f"wrote {path}: {s.questions} questions ({s.distinct_questions} distinct) "
-                  f"from {s.articles} articles")
+                  f"from {s.articles} articles; {counts['trained']} to train, {counts['rephrased']} rephrased "
+                  f"and {counts['unseen']} unseen held out")
+    for key, what in (("empty_contexts_skipped", "paragraphs with an empty context"),
+                      ("answers_not_in_context_skipped", "questions whose answer is not in their paragraph")):
+        if counts[key]:
+            console.print(f"[yellow]skipped {counts[key]} {what}", highlight=False)
     if s.duplicate_questions:
         console.print(f"[yellow]{sum(s.duplicate_questions.values()) - len(s.duplicate_questions)} questions repeat "
                       f"another's text ({len(s.duplicate_questions)} texts); all kept, listed in prepare.json")
@@ -110,6 +121,24 @@ def augment(run_dir: Path,
                   f"(dropped: {summary['dropped']})")
 
 
+@app.command()
+@_guard
+def study(run_dir: Path,
+          backend: str = typer.Option("rules", help="rules | openai | file"),
+          file: Optional[Path] = typer.Option(None, help="file backend: JSONL of context, question, answer"),
+          n: int = typer.Option(20, help="openai backend: question/answer pairs per paragraph"),
+          base_url: Optional[str] = typer.Option(None, help="openai backend: OpenAI-compatible endpoint"),
+          model: str = typer.Option("gpt-4o-mini", help="openai backend: model name"),
+          concurrency: int = typer.Option(4, help="openai backend: requests in flight"),
+          timeout: float = typer.Option(60.0, help="openai backend: seconds per request")) -> None:
+    """Write RUN_DIR/material.json: the training paragraphs and questions made from them (for `train --passages`)."""
+    from korquad_tune.passages import study as study_
+    path, s = study_(run_dir, backend=backend, n=n, file=file, base_url=base_url, model=model,
+                     concurrency=concurrency, timeout=timeout)
+    console.print(f"wrote {path}: {s['qa']} questions and {s['statements']} statements from {s['paragraphs']} "
+                  f"paragraphs (dropped: {s['dropped']})", highlight=False)
+
+
 # ------------------------------------------------------------------ train
 @app.command("train")
 @_guard
@@ -118,6 +147,8 @@ def train_cmd(run_dir: Path,
               preset: str = typer.Option("cpu-default", help="preset name or YAML file"),
               name: Optional[str] = typer.Option(None, help="adapter name (default: aug / no-aug)"),
               no_augment: bool = typer.Option(False, "--no-augment", help="train on the original questions only"),
+              passages: bool = typer.Option(False, "--passages", help="also learn material.json (from `study`)"),
+              reader: bool = typer.Option(False, "--reader", help="train a reader: paragraph + question -> answer"),
               resume: bool = typer.Option(False, "--resume", help="continue from the last checkpoint"),
               epochs: Optional[float] = None, learning_rate: Optional[float] = typer.Option(None, "--lr"),
               batch_size: Optional[int] = None, lora_r: Optional[int] = None,
@@ -143,7 +174,8 @@ def train_cmd(run_dir: Path,
             raise KorquadTuneError(f"--set {item!r}: expected key=value")
         overrides[key.strip()] = yaml.safe_load(value)
     cfg = load_train_config(preset, overrides)
-    out = train(run_dir, cfg, name=name, augment=not no_augment, resume=resume, max_steps=max_steps)
+    out = train(run_dir, cfg, name=name, augment=not no_augment, resume=resume, max_steps=max_steps,
+                passages=passages, reader=reader)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per data-parallel process
         console.print(f"adapter written to {out}")
 
@@ -216,7 +248,8 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
 def run(config: Optional[Path] = typer.Option(None, help="YAML RunConfig (default: the embedded default run)"),
         out: Path = typer.Option(Path("runs/default"), help="run directory"),
         fresh: bool = typer.Option(False, "--fresh", help="redo every stage instead of resuming")) -> None:
-    """The whole experiment: prepare -> augment -> train (no-aug, aug) -> evaluate -> report."""
+    """The whole experiment: prepare -> augment -> study -> train (no-aug, aug, passages, reader) -> evaluate
+    (every system on every question set) -> report."""
     from korquad_tune.config import load_run_config
     from korquad_tune.pipeline import run_pipeline
     run_pipeline(load_run_config(config), out, fresh=fresh, console=console)

@@ -187,9 +187,11 @@ def _question_ending(text: str, tokens) -> tuple[int, str] | None:
         first -= 1
     prev = tokens[ef - 1]
     ending = ("ᆫ가", "EF") if prev.tag in ("VCP", "VA") else ("는가", "EF")
-    morphs = [(t.form, t.tag) for t in tokens[first:ef]] + [ending]
+    # Rebuild only the verbal tail (stem + endings) so the rest of the word keeps its spelling: 지명수배|됐는가.
+    stem = next((k for k in range(ef - 1, first - 1, -1) if tokens[k].tag.startswith(("V", "XS"))), first)
     try:
-        word = _kiwi().join(morphs)
+        word = text[tokens[first].start:tokens[stem].start] + \
+            _kiwi().join([(t.form, t.tag) for t in tokens[stem:ef]] + [ending])
     except Exception:  # noqa: BLE001 - Kiwi refuses some tag sequences; such a sentence is skipped
         return None
     return tokens[first].start, word + "?"

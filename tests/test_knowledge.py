@@ -1,0 +1,206 @@
+"""Knowledge, not question strings: held-out test sets, passage material, the passages and reader adapters."""
+
+import json
+from collections import Counter
+
+import pytest
+from typer.testing import CliRunner
+
+from korquad_tune.cli import app
+from korquad_tune.data import parse_squad, prepare, shipped_dev_path, split_heldout
+from korquad_tune.io import read_jsonl
+from korquad_tune.korean_cloze import clean_title, cloze_questions, sentence_questions
+from korquad_tune.metrics import normalize_answer
+from korquad_tune.passages import filter_material, load_material, parse_study_reply, study
+from korquad_tune.rundir import RunDir
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def held_run(tmp_path_factory):
+    """The default run's data with the held-out sets: first three dev articles."""
+    out = tmp_path_factory.mktemp("held_run")
+    prepare(out, articles=3)
+    return out
+
+
+# ------------------------------------------------------------------ test sets
+def test_prepare_holds_out_rephrasings_and_unseen_facts(held_run):
+    run = RunDir(held_run)
+    trained, rephrased, unseen = (read_jsonl(p) for p in (run.qa, run.question_set("rephrased"),
+                                                          run.question_set("unseen")))
+    assert (len(trained), len(rephrased), len(unseen)) == (57, 16, 12)
+    assert len({r["id"] for r in trained + rephrased + unseen}) == 85  # a partition of the 85 questions
+    for r in rephrased:  # another annotator's question for an answer a training question of its paragraph asks
+        assert any(t["context"] == r["context"] and normalize_answer(t["answers"][0])
+                   == normalize_answer(r["answers"][0]) for t in trained)
+    for u in unseen:  # its answer is asked nowhere else in its article, and its paragraph is trained
+        mine = normalize_answer(u["answers"][0])
+        others = [normalize_answer(t["answers"][0]) for t in trained + rephrased if t["title"] == u["title"]]
+        assert not any(mine in o or o in mine for o in others)
+        assert sum(t["context"] == u["context"] for t in trained) >= 2
+    assert len(read_jsonl(run.passages)) == 13
+    summary = json.loads(run.prepare_summary.read_text())
+    assert (summary["trained"], summary["rephrased"], summary["unseen"]) == (57, 16, 12)
+
+
+def test_split_is_deterministic_and_order_free():
+    records, _ = parse_squad(shipped_dev_path(), articles=6)
+    a = split_heldout(records)
+    b = split_heldout(list(reversed(records)))
+    assert split_heldout(records) == a
+    assert {r["id"] for r in a["unseen"]} == {r["id"] for r in b["unseen"]}
+    assert len(a["unseen"]) >= 10 and len(a["rephrased"]) >= 20
+
+
+def _squad(paragraphs):
+    return {"version": "t", "data": [{"title": "임종석", "paragraphs": paragraphs}]}
+
+
+def test_empty_paragraphs_and_answers_not_in_their_paragraph_are_counted_skips(tmp_path):
+    good = {"context": "임종석은 1989년 2월 15일 지명수배되었다.",
+            "qas": [{"id": "q1", "question": "임종석이 지명수배된 날은?",
+                     "answers": [{"text": "1989년 2월 15일", "answer_start": 4}]},
+                    {"id": "q2", "question": "지명수배된 사람은?", "answers": [{"text": "노아", "answer_start": 0}]}]}
+    empty = {"context": "  ", "qas": [{"id": "q3", "question": "무엇?", "answers": [{"text": "x", "answer_start": 0}]}]}
+    src = tmp_path / "s.json"
+    src.write_text(json.dumps(_squad([good, empty]), ensure_ascii=False), encoding="utf-8")
+    res = runner.invoke(app, ["prepare", "--data", str(src), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "skipped 1 paragraphs with an empty context" in res.output
+    assert "skipped 1 questions whose answer is not in their paragraph" in res.output
+    assert [r["id"] for r in read_jsonl(tmp_path / "r" / "qa.jsonl")] == ["q1"]
+
+
+@pytest.mark.parametrize("paragraphs, expected", [
+    ([{"qas": []}], "expected an object with a 'context' string"),  # a SQuAD file without contexts
+    ([{"context": "", "qas": [{"id": "q", "question": "무엇?", "answers": [{"text": "x"}]}]}], "no questions found"),
+])
+def test_files_with_nothing_to_learn_fail_in_one_line_and_write_nothing(tmp_path, paragraphs, expected):
+    src = tmp_path / "s.json"
+    src.write_text(json.dumps(_squad(paragraphs)), encoding="utf-8")
+    res = runner.invoke(app, ["prepare", "--data", str(src), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and expected in res.output.replace("\n", "") and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+# ------------------------------------------------------------------ cloze questions
+def test_a_sentence_becomes_questions_with_the_right_wh_word_and_topic():
+    pairs = dict((a, q) for q, a in sentence_questions(
+        "1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 지명수배되었다.", "임종석"))
+    assert pairs["1989년 2월 15일"] == "임종석은 언제 여의도 농민 폭력 시위를 주도한 혐의로 지명수배됐는가?"
+    assert pairs["1989년"] == "임종석은 몇 년에 여의도 농민 폭력 시위를 주도한 혐의로 지명수배됐는가?"
+    assert pairs["여의도 농민 폭력 시위"] == "임종석은 1989년 2월 15일 무엇을 주도한 혐의로 지명수배됐는가?"
+    pairs = dict((a, q) for q, a in sentence_questions("관련 주요 연구자는 초등학교 교사로서 학회에 발표한 적이 없다.", ""))
+    assert pairs["초등학교 교사"].startswith("관련 주요 연구자는 무엇으로서")
+    pairs = dict((a, q) for q, a in sentence_questions("승용차 8대에 나누어 경희대학교에 투입했다.", "임종석"))
+    assert pairs["8대"] == "임종석은 승용차 몇 대에 나누어 경희대학교에 투입했는가?"
+
+
+def test_cloze_questions_invent_nothing_and_never_leak_the_answer():
+    records, _ = parse_squad(shipped_dev_path(), articles=3)
+    context, title = records[0]["context"], records[0]["title"]
+    made = cloze_questions(context, title)
+    assert len(made) >= 15
+    wh = ("언제", "몇", "누구", "누가", "어디", "무엇")
+    for m in made:
+        assert m["answer"] in context  # the answer is a span of the paragraph
+        assert normalize_answer(m["answer"]).replace(" ", "") not in normalize_answer(m["question"]).replace(" ", "")
+        assert m["question"].endswith("?") and any(w in m["question"] for w in wh)
+        words = m["question"].replace("?", "").split()
+        new = [w for i, w in enumerate(words) if w not in m["sentence"].split() and w != clean_title(title) + "은"
+               and not (i > 0 and words[i - 1] == "몇")]  # "몇 년에", "몇 명이": the counter is the sentence's
+        assert all(any(w in word for w in wh) or word.endswith("가") for word in new), new  # only wh + ending
+
+
+def test_clean_title():
+    assert clean_title("김정남_(조선민주주의인민공화국)") == "김정남" and clean_title("노아의_방주") == "노아의 방주"
+
+
+# ------------------------------------------------------------------ the study stage
+def test_study_rules_covers_every_paragraph(held_run):
+    path, summary = study(held_run, backend="rules")
+    doc = load_material(RunDir(held_run))
+    assert summary["paragraphs"] == 13 and summary["qa"] == len(doc["qa"]) >= 200
+    assert {x["paragraph"] for x in doc["qa"]} == {p["id"] for p in doc["paragraphs"]}
+    held = {r["question"] for name in ("rephrased", "unseen") for r in read_jsonl(RunDir(held_run).question_set(name))}
+    assert not held & {x["question"] for x in doc["qa"]}
+
+
+def test_material_filters_drop_and_count():
+    counts = Counter()
+    kept = filter_material([
+        {"question": "헤이그가 졸업한 대학은?", "answer": "노터데임 대학교"},
+        {"question": "헤이그가 졸업한 대학은?", "answer": "노터데임 대학교"},
+        {"question": "노터데임 대학교를 졸업한 사람은?", "answer": "노터데임 대학교"},
+        {"question": "헤이그의 고향은?", "answer": "하와이"},
+        {"question": "", "answer": "x"},
+        {"question": "헤이그의 부인은?", "answer": "폭스"},
+    ], "헤이그는 노터데임 대학교를 졸업하고 폭스와 결혼했다.", {"헤이그의부인은"}, counts)
+    assert [k["question"] for k in kept] == ["헤이그가 졸업한 대학은?"]
+    assert counts == Counter(duplicate=1, contains_answer=1, answer_not_in_paragraph=1, empty=1,
+                             equals_heldout_question=1)
+
+
+def test_study_openai_backend_parses_caches_and_resumes(held_run, fake_openai, tmp_path, monkeypatch):
+    import shutil
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    reply = ('```json\n{"statements": ["임종석은 1989년 2월 15일에 지명수배되었다."], "qa": [{"question": '
+             '"임종석이 지명수배된 날짜는?", "answer": "1989년 2월 15일"}, {"question": "지어낸 질문?", '
+             '"answer": "화성"}]}\n```')
+    server = fake_openai(replies={"임종석": reply}, script=["say:no json here"] * 40)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    _, summary = study(run, backend="openai", base_url=server.url, concurrency=2)
+    assert summary["dropped"]["answer_not_in_paragraph"] >= 1
+    doc = load_material(RunDir(run))
+    assert {"question": "임종석이 지명수배된 날짜는?", "answer": "1989년 2월 15일"}.items() <= doc["qa"][0].items()
+    assert doc["statements"][0]["text"].startswith("임종석은")
+    asked = len(server.requests)
+    study(run, backend="openai", base_url=server.url)
+    assert len(server.requests) == asked  # every paragraph came from the cache
+
+
+def test_parse_study_reply_tolerates_no_json():
+    assert parse_study_reply("죄송합니다") == ([], [])
+    assert parse_study_reply('{"qa": [{"question": "q?", "answer": "a"}]}')[0][0]["answer"] == "a"
+
+
+def test_study_cli_errors(held_run):
+    res = runner.invoke(app, ["study", str(held_run), "--backend", "bogus"])
+    assert res.exit_code == 2 and "unknown study backend 'bogus'" in res.output
+    res = runner.invoke(app, ["study", str(held_run), "--backend", "file"])
+    assert res.exit_code == 2 and "--file" in res.output
+
+
+# ------------------------------------------------------------------ adapters that use the material
+def test_passages_and_reader_adapters_train_on_what_they_should(held_run, tmp_path):
+    import shutil
+
+    from korquad_tune.config import load_train_config
+    from korquad_tune.evaluate import Answerer
+    from korquad_tune.models import ADAPTER_META
+    from korquad_tune.train import train
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    from korquad_tune.augment import augment
+    augment(run, backend="shipped")
+    study(run, backend="rules")
+    cfg = load_train_config("tiny-test", {"passages_epochs": 1, "reader_epochs": 1})
+    passages = train(run, cfg, passages=True)
+    reader = train(run, cfg, reader=True)
+    meta = json.loads((passages / ADAPTER_META).read_text())
+    material = load_material(RunDir(run))
+    assert meta["name"] == "passages" and meta["texts"] >= 13
+    paraphrases = json.loads(RunDir(run).augmentation.read_text())["summary"]["kept"]
+    assert meta["examples"] == 57 + paraphrases + len(material["qa"]) + meta["texts"]
+    rmeta = json.loads((reader / ADAPTER_META).read_text())
+    assert rmeta["template"] == "reader" and rmeta["examples"] == 57
+    # a reader adapter loads beside alpaca adapters and answers with a paragraph in its prompt
+    answerer = Answerer.load(adapters=[passages, reader])
+    assert answerer.template == "alpaca"
+    qa = read_jsonl(RunDir(run).qa)[:2]
+    got = answerer.answer([q["question"] for q in qa], "reader", contexts=[q["context"] for q in qa],
+                          max_new_tokens=4)
+    assert len(got) == 2

@@ -17,7 +17,7 @@ from korquad_tune.cli import app
 from korquad_tune.config import load_train_config
 from korquad_tune.data import prepare
 from korquad_tune.models import ADAPTER_META
-from korquad_tune.train import tokenize_pair, training_pairs
+from korquad_tune.train import shared_prefix_length, tokenize_pair, training_pairs
 
 runner = CliRunner()
 CLI = [sys.executable, "-m", "korquad_tune.cli"]
@@ -143,3 +143,56 @@ def test_export_merged_model_loads_with_plain_transformers(tiny_run, tmp_path):
     assert res.exit_code == 0 and res.output.strip() == answers[0]
     res = runner.invoke(app, ["ask", qa[0]["question"], "--adapter", str(tmp_path / "m")])
     assert res.exit_code == 2 and "pass it as --model" in res.output.replace("\n", "")
+
+
+@pytest.mark.parametrize("reader", [False, True])
+def test_shared_prefix_gives_the_same_loss_and_lora_gradients(reader):
+    """The prompt head shared by a batch runs once; loss and every LoRA gradient match the plain forward."""
+    from trl import SFTConfig
+
+    from korquad_tune.data import parse_squad, shipped_dev_path
+    from korquad_tune.models import load_base_model, load_tokenizer, resolve_model
+    from korquad_tune.prompts import get_template
+    from korquad_tune.train import _lora_config, build_dataset, make_trainer_class, shared_prefix_length
+    torch.manual_seed(0)
+    cfg = load_train_config("tiny-test", {"lora_dropout": 0.0})
+    resolved = resolve_model("tiny-random")
+    tok = load_tokenizer(resolved)
+    records, _ = parse_squad(shipped_dev_path(), articles=1)
+    if reader:
+        ds = build_dataset(tok, get_template("alpaca"), [], 1024,
+                           reader_rows=[(r["context"], r["question"], r["answers"][0]) for r in records[:4]])
+    else:
+        ds = build_dataset(tok, get_template("alpaca"), [(r["question"], r["answers"][0]) for r in records[:6]], 256)
+    args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=6, use_cpu=True, report_to="none",
+                     completion_only_loss=True, max_length=1024, disable_tqdm=True)
+    trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
+                                   processing_class=tok, peft_config=_lora_config(cfg))
+    for n, p in trainer.model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.02)  # B starts at zero: make the adapter count
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert shared_prefix_length(batch["input_ids"], batch["labels"]) >= 15
+    trainer.model.train()
+    got = {}
+    for shared in (False, True):
+        trainer.shared_prefix = shared
+        trainer.model.zero_grad()
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        got[shared] = loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters()
+                                    if p.grad is not None and "lora" in n}
+    assert got[True][0] == pytest.approx(got[False][0], rel=1e-5)
+    assert got[True][1].keys() == got[False][1].keys() and len(got[True][1]) > 4
+    for n, g in got[False][1].items():
+        assert torch.allclose(got[True][1][n], g, atol=1e-5, rtol=1e-4), n
+
+
+def test_shared_prefix_length_stops_before_any_loss():
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 9, 9]])
+    labels = torch.full_like(ids, -100)
+    assert shared_prefix_length(ids, labels) == 5
+    labels[:, 4] = 7  # token 4 carries loss: its logit comes from position 3
+    assert shared_prefix_length(ids, labels) == 0  # only 3 shared tokens left: not worth a second forward
+    text_rows = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    assert shared_prefix_length(text_rows, text_rows) == 0  # plain text: loss from the first token on

@@ -43,6 +43,8 @@ class TrainConfig(BaseModel):
     max_length: int = 256
     loss: Literal["answer", "full"] = Field("answer", description="loss on answer tokens only, or everything")
     packing: bool = False
+    shared_prefix: bool = Field(True, description="compute the prompt head that every row of a batch shares once "
+                                "per batch (same loss, less work); answer loss only, no packing")
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0

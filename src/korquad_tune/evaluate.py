@@ -241,7 +241,9 @@ def print_table(metrics: dict[str, dict], console, title: str = "") -> None:
     table = Table(title=title)
     for col in ("system", "EM", "EM 95% CI", "F1", "F1 95% CI", "n"):
         table.add_column(col)
-    for name, m in metrics.items():
+    from korquad_tune.report import _ordered
+    for name in _ordered(metrics):
+        m = metrics[name]
         table.add_row(name, f"{m['exact_match']:.1f}", "{:.1f}-{:.1f}".format(*m["exact_match_ci95"]),
                       f"{m['f1']:.1f}", "{:.1f}-{:.1f}".format(*m["f1_ci95"]), str(m["n"]))
     console.print(table)

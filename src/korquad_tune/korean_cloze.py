@@ -171,9 +171,9 @@ def clauses(tokens) -> list[list]:
     return [c for c in out if c and c[-1].tag != "SP" or len(c) > 1]
 
 
-def _question_ending(text: str, tokens) -> tuple[int, str] | None:
-    """(character offset where the predicate word starts, its question form) for a clause ending in …다 or
-    in a linking ending (…했고)."""
+def _question_ending(text: str, tokens) -> tuple[int, str, str | None] | None:
+    """(character offset where the predicate word starts, its question form, its relative form) for a clause
+    ending in …다 or in a linking ending (…했고): 지명수배되었다 -> 지명수배됐는가?, 지명수배된."""
     ef = len(tokens) - 1
     while ef >= 0 and tokens[ef].tag in ("SF", "SS", "SSC", "SW", "SP"):
         ef -= 1
@@ -189,12 +189,16 @@ def _question_ending(text: str, tokens) -> tuple[int, str] | None:
     ending = ("ᆫ가", "EF") if prev.tag in ("VCP", "VA") else ("는가", "EF")
     # Rebuild only the verbal tail (stem + endings) so the rest of the word keeps its spelling: 지명수배|됐는가.
     stem = next((k for k in range(ef - 1, first - 1, -1) if tokens[k].tag.startswith(("V", "XS"))), first)
+    head = text[tokens[first].start:tokens[stem].start]
+    tail = [(t.form, t.tag) for t in tokens[stem:ef]]
+    past = any(tag == "EP" for _, tag in tail)
+    modifier = ("ᆫ", "ETM") if past or prev.tag in ("VCP", "VA", "XSA") else ("는", "ETM")
     try:
-        word = text[tokens[first].start:tokens[stem].start] + \
-            _kiwi().join([(t.form, t.tag) for t in tokens[stem:ef]] + [ending])
+        word = head + _kiwi().join(tail + [ending])
+        relative = head + _kiwi().join([m for m in tail if m[1] != "EP"] + [modifier])
     except Exception:  # noqa: BLE001 - Kiwi refuses some tag sequences; such a sentence is skipped
         return None
-    return tokens[first].start, word + "?"
+    return tokens[first].start, word + "?", relative
 
 
 def _has_subject(tokens) -> bool:
@@ -232,7 +236,7 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
     end = _question_ending(sentence, tokens)
     if end is None:
         return []
-    pred_start, pred_question = end
+    pred_start, pred_question, pred_relative = end
     add_topic = bool(topic_phrase) and not _has_subject(tokens) \
         and topic.replace(" ", "") not in sentence.replace(" ", "")
     pairs = []
@@ -272,7 +276,41 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         if len(question) > MAX_QUESTION_CHARS or len(question) < 8:
             continue
         pairs.append((question, answer))
+        if next_tag not in ("VCP", "JKG") and chunk.kind != "quantity":
+            relative = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,
+                                          topic if add_topic else "")
+            if relative and answer_free(relative, answer) and 8 <= len(relative) <= MAX_QUESTION_CHARS:
+                pairs.append((relative, answer))
     return pairs
+
+
+def answer_free(question: str, answer: str) -> bool:
+    return normalize_answer(answer).replace(" ", "") not in normalize_answer(question).replace(" ", "")
+
+
+def _relative_question(sentence: str, tokens, chunk: Chunk, cut_end: int, pred_start: int, relative: str,
+                       wh: str, topic: str) -> str | None:
+    """KorQuAD's own style: the answer's slot becomes a head noun after the relative clause.
+    "임종석은 …로 지명수배되었다" (answer: the date) -> "임종석이 …로 지명수배된 날은?"."""
+    if chunk.kind in ("date", "year"):
+        head = "해" if chunk.kind == "year" else ("날" if any(t.form == "일" for t in tokens[chunk.start:chunk.end])
+                                                 else "때")
+    elif wh.startswith(("누구", "누가")):
+        head = "사람"
+    elif wh.startswith("어디"):
+        head = "곳"
+    else:
+        head = "것"
+    before = sentence[:tokens[chunk.start].start]
+    topic_marker = next((t for t in tokens if t.tag == "JX" and t.form in ("은", "는")
+                         and t.start + t.len <= len(before)), None)
+    if topic_marker is not None:  # the topic of a sentence is the subject of a relative clause: 은/는 -> 이/가
+        word = before[:topic_marker.start]
+        before = word + particle(word, "이/가") + before[topic_marker.start + topic_marker.len:]
+    body = before + sentence[cut_end:pred_start]
+    if topic:
+        body = f"{topic}{particle(topic, '이/가')} {body}"
+    return " ".join(f"{body} {relative} {head}{particle(head, '은/는')}?".split())
 
 
 def cloze_questions(context: str, title: str = "") -> list[dict]:

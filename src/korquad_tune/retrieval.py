@@ -24,17 +24,26 @@ def morphemes(text: str) -> list[str]:
     return toks or [text[i:i + 2] for i in range(max(1, len(text) - 1))]
 
 
+def bm25_index(texts: list[str]):
+    """A BM25 index over the content morphemes of `texts`."""
+    import logging
+
+    import bm25s
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: a stray line mid-run
+    index = bm25s.BM25()
+    index.index([morphemes(t) for t in texts], show_progress=False)
+    return index
+
+
 class RetrievalAnswerer:
     """Index (question, answer) pairs; answer a new question with the best match's answer."""
 
     def __init__(self, pairs: list[tuple[str, str]]):
-        import bm25s
         if not pairs:
             raise ValueError("retrieval needs at least one training question")
         self.answers = [a for _, a in pairs]
         self.questions = [q for q, _ in pairs]
-        self.index = bm25s.BM25()
-        self.index.index([morphemes(q) for q in self.questions], show_progress=False)
+        self.index = bm25_index(self.questions)
 
     def answer(self, questions: list[str]) -> list[str]:
         if not questions:
@@ -47,12 +56,10 @@ class ParagraphRetriever:
     """BM25 over the training paragraphs (the `rag` system's retriever): the top-k paragraphs for a question."""
 
     def __init__(self, paragraphs: list[str]):
-        import bm25s
         if not paragraphs:
             raise ValueError("rag needs at least one training paragraph")
         self.paragraphs = paragraphs
-        self.index = bm25s.BM25()
-        self.index.index([morphemes(p) for p in paragraphs], show_progress=False)
+        self.index = bm25_index(paragraphs)
 
     def top(self, questions: list[str], k: int = 1) -> list[list[str]]:
         if not questions:

@@ -127,9 +127,10 @@ def make_trainer_class():
     class AnswerLossSFTTrainer(SFTTrainer):
         """SFTTrainer whose loss applies the output layer only at answer positions (same loss, less work)."""
 
-        def __init__(self, *args, answer_logits_only: bool = True, **kwargs):
+        def __init__(self, *args, answer_logits_only: bool = True, shared_prefix: bool = True, **kwargs):
             super().__init__(*args, **kwargs)
             self._patched = None
+            self.shared_prefix = shared_prefix
             if answer_logits_only:
                 head, config = _find_output_head(self.model)
                 if head is not None:
@@ -155,12 +156,16 @@ def make_trainer_class():
             if self._patched is None or not model.training:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs["labels"]
+            fwd = {k: v for k, v in inputs.items() if k not in ("labels", "completion_mask")}
+            prefix = shared_prefix_length(inputs["input_ids"], labels) if self.shared_prefix else 0
+            if prefix:
+                fwd = self._with_prefix_cache(model, fwd, prefix)
+                labels = labels[:, prefix:]
             keep = labels.new_zeros(labels.shape, dtype=bool)
             keep[:, :-1] = labels[:, 1:] != -100  # position t predicts token t+1
             targets = labels[:, 1:][labels[:, 1:] != -100]
             self._patched.keep = keep
             try:
-                fwd = {k: v for k, v in inputs.items() if k not in ("labels", "completion_mask")}
                 outputs = model(**fwd, use_cache=False)
             finally:
                 self._patched.keep = None
@@ -173,7 +178,37 @@ def make_trainer_class():
             loss = F.cross_entropy(logits, targets)
             return (loss, outputs) if return_outputs else loss
 
+        def _with_prefix_cache(self, model, fwd: dict, prefix: int) -> dict:
+            """The rows' common prompt head runs once (with gradients) and its keys/values serve every row."""
+            import torch
+            ids = fwd["input_ids"]
+            self._patched.keep = ids.new_zeros((1, prefix), dtype=bool)  # no logits for the head
+            try:
+                cache = model(input_ids=ids[:1, :prefix], use_cache=True).cache
+            finally:
+                self._patched.keep = None
+            cache.batch_repeat_interleave(ids.shape[0])
+            positions = torch.arange(prefix, ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
+            return {"input_ids": ids[:, prefix:], "attention_mask": fwd["attention_mask"],
+                    "cache": cache, "position_ids": positions}
+
     return AnswerLossSFTTrainer
+
+
+MIN_SHARED_PREFIX = 4  # below this, a second forward call costs more than it saves
+
+
+def shared_prefix_length(input_ids, labels) -> int:
+    """How many leading tokens every row of the batch shares and no loss needs (0 if too few to pay off).
+
+    The loss at position t predicts token t+1, so the shared part ends before the first position whose next
+    token carries loss; one token is always left to each row."""
+    same = (input_ids == input_ids[:1]).all(dim=0)
+    n = int(same.long().cumprod(0).sum())
+    has_loss = (labels[:, 1:] != -100).any(dim=0)
+    first_loss = int(has_loss.nonzero()[0]) if has_loss.any() else input_ids.shape[1]
+    n = min(n, first_loss, input_ids.shape[1] - 1)
+    return n if n >= MIN_SHARED_PREFIX and input_ids.shape[0] > 1 else 0
 
 
 def _length_grouped_sampler_base():
@@ -350,7 +385,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     peft_config = _lora_config(cfg) if cfg.method == "lora" else None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                           peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
-                          answer_logits_only=cfg.loss == "answer" and not cfg.packing)
+                          answer_logits_only=cfg.loss == "answer" and not cfg.packing,
+                          shared_prefix=cfg.shared_prefix)
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # the rich bar shows progress and loss; logs go to train_log.jsonl
     started = time.time()

@@ -15,6 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.io import iter_jsonl, read_json, write_json
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.rundir import RunDir
@@ -146,7 +147,7 @@ def _openai(qa: list[dict], n: int, run: RunDir, base_url: str | None, model: st
 
 
 def augment(run_dir: str | Path, backend: str = "shipped", n: int = 10, file: str | Path | None = None,
-            base_url: str | None = None, model: str = "gpt-4o-mini", concurrency: int = 4, timeout: float = 60.0,
+            base_url: str | None = None, model: str = DEFAULT_API_MODEL, concurrency: int = 4, timeout: float = 60.0,
             seed: int = 0, prompt: str = ORIGINAL_PROMPT) -> tuple[Path, dict]:
     """Write RUN_DIR/augmentation.json for the questions in RUN_DIR/qa.jsonl."""
     from korquad_tune.data import load_qa

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.llm_api import DEFAULT_API_MODEL
+from korquad_tune.prompts import DEFAULT_TEMPLATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Turn SQuAD-format Q/A knowledge into a small fine-tuned LLM, and measure it honestly.")
@@ -83,7 +85,7 @@ def prepare(out: Path = typer.Option(..., "--out", help="run directory to write 
 @_guard
 def export_autotrain(run_dir: Path, out_dir: Path,
                      augment: bool = typer.Option(True, help="include paraphrases from augmentation.json"),
-                     template: str = typer.Option("alpaca", help="prompt template")) -> None:
+                     template: str = typer.Option(DEFAULT_TEMPLATE, help="prompt template")) -> None:
     """Write OUT_DIR/train.csv with a `text` column for `autotrain llm --train --data-path OUT_DIR`."""
     from korquad_tune.export import export_autotrain as export_
     path, n = export_(run_dir, out_dir, augment=augment, template=template)
@@ -109,7 +111,7 @@ def augment(run_dir: Path,
             n: int = typer.Option(10, help="paraphrases per question"),
             file: Optional[Path] = typer.Option(None, help="file backend: augmentation_dict JSON or JSONL"),
             base_url: Optional[str] = typer.Option(None, help="openai backend: OpenAI-compatible endpoint"),
-            model: str = typer.Option("gpt-4o-mini", help="openai backend: model name"),
+            model: str = typer.Option(DEFAULT_API_MODEL, help="openai backend: model name"),
             concurrency: int = typer.Option(4, help="openai backend: requests in flight"),
             timeout: float = typer.Option(60.0, help="openai backend: seconds per request"),
             seed: int = typer.Option(0, help="rules backend: random seed")) -> None:
@@ -128,7 +130,7 @@ def study(run_dir: Path,
           file: Optional[Path] = typer.Option(None, help="file backend: JSONL of context, question, answer"),
           n: int = typer.Option(20, help="openai backend: question/answer pairs per paragraph"),
           base_url: Optional[str] = typer.Option(None, help="openai backend: OpenAI-compatible endpoint"),
-          model: str = typer.Option("gpt-4o-mini", help="openai backend: model name"),
+          model: str = typer.Option(DEFAULT_API_MODEL, help="openai backend: model name"),
           concurrency: int = typer.Option(4, help="openai backend: requests in flight"),
           timeout: float = typer.Option(60.0, help="openai backend: seconds per request")) -> None:
     """Write RUN_DIR/material.json: the training paragraphs and questions made from them (for `train --passages`)."""
@@ -233,7 +235,7 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
              train_run: Optional[Path] = typer.Option(None, help="retrieval: run dir whose questions it indexes"),
              predictions: Optional[Path] = typer.Option(None, help="predictions system: JSONL with id, prediction"),
              base_url: Optional[str] = typer.Option(None, help="openai system: endpoint"),
-             api_model: str = typer.Option("gpt-4o-mini", help="openai system: model name"),
+             api_model: str = typer.Option(DEFAULT_API_MODEL, help="openai system: model name"),
              max_new_tokens: int = 32, batch_size: int = 16) -> None:
     """Answer a question file with one or more systems; write predictions, metrics (with 95% CIs), a table."""
     from korquad_tune.evaluate import evaluate_systems, print_table

@@ -10,6 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.llm_api import DEFAULT_API_MODEL
+from korquad_tune.models import DEFAULT_MODEL
+from korquad_tune.prompts import DEFAULT_TEMPLATE
 
 
 class TrainConfig(BaseModel):
@@ -17,8 +20,8 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("gemma3-270m", description="base model spec (see `korquad-tune models`)")
-    template: str = Field("alpaca", description="prompt template name")
+    model: str = Field(DEFAULT_MODEL, description="base model spec (see `korquad-tune models`)")
+    template: str = Field(DEFAULT_TEMPLATE, description="prompt template name")
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning")
     quantization: Literal["none", "int4"] = Field("none", description="int4 = QLoRA (nf4), CUDA only")
     lora_r: int = 16
@@ -68,7 +71,7 @@ class StudyConfig(BaseModel):
     file: str | None = Field(None, description="file backend: JSONL of context (or paragraph id), question, answer")
     n: int = Field(20, description="openai backend: question/answer pairs asked for per paragraph")
     base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
-    model: str = Field("gpt-4o-mini", description="openai backend: model name")
+    model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
 
 
 SYSTEMS = ("base", "retrieval", "no-aug", "aug", "passages", "open-book", "rag")
@@ -86,7 +89,7 @@ class RunConfig(BaseModel):
     augment_file: str | None = None
     augment_n: int = 10
     augment_base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
-    augment_model: str = Field("gpt-4o-mini", description="openai backend: model name")
+    augment_model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
     heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
     preset: str = "cpu-default"
     train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")

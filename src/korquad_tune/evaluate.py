@@ -13,6 +13,8 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
+from korquad_tune.llm_api import DEFAULT_API_MODEL
+from korquad_tune.prompts import DEFAULT_TEMPLATE
 from korquad_tune.io import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import aggregate, mcnemar, score_one
 from korquad_tune.models import ADAPTER_META, DEFAULT_MODEL, read_adapter_meta
@@ -110,7 +112,7 @@ class Answerer:
             if len(templates) > 1:
                 raise KorquadTuneError(f"adapters were trained with different prompt templates {templates}; "
                                        "evaluate them separately")
-            template = templates.pop() if templates else "alpaca"
+            template = templates.pop() if templates else DEFAULT_TEMPLATE
         m, tok, names = load_model_with_adapters(spec, folders)
         return cls(m, tok, spec, template, names)
 
@@ -187,7 +189,7 @@ def openai_answers(questions: list[dict], cache_path: Path, model: str, base_url
 def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | None = None,
                      adapters: list[Path] | None = None, systems: list[str] | None = None,
                      train_run: str | Path | None = None, predictions: str | Path | None = None,
-                     base_url: str | None = None, api_model: str = "gpt-4o-mini", max_new_tokens: int = 32,
+                     base_url: str | None = None, api_model: str = DEFAULT_API_MODEL, max_new_tokens: int = 32,
                      batch_size: int = 16) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/."""
     out = Path(out)

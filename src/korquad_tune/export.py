@@ -8,11 +8,12 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.io import atomic_dir, atomic_write_text, write_json
-from korquad_tune.prompts import get_template
+from korquad_tune.models import DEFAULT_MODEL
+from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
 
 
 def export_autotrain(run_dir: str | Path, out_dir: str | Path, augment: bool = True,
-                     template: str = "alpaca") -> tuple[Path, int]:
+                     template: str = DEFAULT_TEMPLATE) -> tuple[Path, int]:
     """OUT_DIR/train.csv for `autotrain llm --train --data-path OUT_DIR --text-column text` (no EOS added:
     AutoTrain's SFT trainer adds the tokenizer's own)."""
     from korquad_tune.data import load_qa
@@ -41,7 +42,7 @@ def export_merged(run_dir: str | Path, adapter: str, out: str | Path) -> Path:
     if not folder.exists():
         raise KorquadTuneError(f"{folder}: no such adapter; train it first or check --adapter")
     meta = read_adapter_meta(folder)
-    model, tok, _ = load_model_with_adapters(meta.get("model", "gemma3-270m"), [folder], device="cpu")
+    model, tok, _ = load_model_with_adapters(meta.get("model", DEFAULT_MODEL), [folder], device="cpu")
     merged = model.merge_and_unload()
     out = Path(out)
     with atomic_dir(out) as tmp:

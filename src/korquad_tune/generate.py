@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from korquad_tune.prompts import PromptTemplate, get_template
+from korquad_tune.prompts import DEFAULT_TEMPLATE, PromptTemplate, get_template
 
 STOP_STRINGS = ("###", "\n")
 _STOP_RE = re.compile("|".join(re.escape(s) for s in STOP_STRINGS))
@@ -20,7 +20,7 @@ def cut_at_stop(text: str) -> str:
     return _STOP_RE.split(text, maxsplit=1)[0].strip()
 
 
-def generate_answers(model, tokenizer, questions: Sequence[str], template: PromptTemplate | str = "alpaca",
+def generate_answers(model, tokenizer, questions: Sequence[str], template: PromptTemplate | str = DEFAULT_TEMPLATE,
                      batch_size: int = 16, max_new_tokens: int = 32,
                      progress: Callable[[int], None] | None = None) -> list[str]:
     """Greedy answers for `questions`, in input order. `progress(n)` is called after each batch of n."""
@@ -58,7 +58,7 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     return answers
 
 
-def original_gen(model, tokenizer, question: str, template: PromptTemplate | str = "alpaca",
+def original_gen(model, tokenizer, question: str, template: PromptTemplate | str = DEFAULT_TEMPLATE,
                  max_new_tokens: int = 128) -> str:
     """The original notebook's `gen()`: one question, no stop rule, 128 new tokens (benchmark baseline)."""
     import torch

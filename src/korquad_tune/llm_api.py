@@ -17,6 +17,8 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 
+DEFAULT_API_MODEL = "gpt-4o-mini"  # the `openai` backends' and system's model unless --model/--api-model says
+
 
 class ChatCache:
     """Append-only JSONL of {key, model, reply}; a torn last line (killed mid-write) is ignored."""

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.io import iter_jsonl, read_json, write_json
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.rundir import RunDir
@@ -124,7 +125,7 @@ def _file(paragraphs: list[dict], path: str | Path) -> tuple[dict, dict]:
 
 
 def study(run_dir: str | Path, backend: str = DEFAULT_BACKEND, n: int = 20, file: str | Path | None = None,
-          base_url: str | None = None, model: str = "gpt-4o-mini", concurrency: int = 4,
+          base_url: str | None = None, model: str = DEFAULT_API_MODEL, concurrency: int = 4,
           timeout: float = 60.0) -> tuple[Path, dict]:
     """Write RUN_DIR/material.json for the paragraphs in RUN_DIR/passages.jsonl."""
     from korquad_tune.data import HELDOUT_SETS, load_passages

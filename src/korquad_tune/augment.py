@@ -151,6 +151,8 @@ def augment(run_dir: str | Path, backend: str = "shipped", n: int = 10, file: st
             seed: int = 0, prompt: str = ORIGINAL_PROMPT) -> tuple[Path, dict]:
     """Write RUN_DIR/augmentation.json for the questions in RUN_DIR/qa.jsonl."""
     from korquad_tune.data import load_qa
+    if n < 1:
+        raise KorquadTuneError(f"--n {n}: paraphrases per question must be 1 or more")
     run = RunDir(run_dir)
     qa = load_qa(run_dir)
     if backend == "rules":

@@ -23,7 +23,8 @@ err = Console(stderr=True)
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+    from rich.text import Text
+    err.print(Text("error: ", style="bold red") + Text(str(e)), highlight=False, soft_wrap=True)  # verbatim: no markup
     raise typer.Exit(code=2)
 
 
@@ -202,12 +203,17 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         max_new_tokens: int = 32, batch_size: int = 16) -> None:
     """Answer one question, a file of questions (one a line), or questions typed at a prompt."""
     from korquad_tune.evaluate import Answerer
+    from korquad_tune.io import read_text
+    if question is not None and not question.strip():
+        raise KorquadTuneError("the question is empty; type a question, or leave it out for an interactive prompt")
+    questions = None
+    if file is not None:
+        questions = [line.strip() for line in read_text(file).splitlines() if line.strip()]
+        if not questions:
+            raise KorquadTuneError(f"{file}: no questions in the file (one question a line)")
     answerer = Answerer.load(model=model, adapter=adapter, template=template)
     use = answerer.adapters[0] if answerer.adapters else None  # `--adapter X` means: answer with X
-    if file is not None:
-        if not file.exists():
-            raise KorquadTuneError(f"{file}: file not found")
-        questions = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if questions is not None:
         for q, a in zip(questions, answerer.answer(questions, use, batch_size=batch_size,
                                                    max_new_tokens=max_new_tokens, progress_label="ask")):
             typer.echo(f"{q}\t{a}")  # tab-separated, for scripts (rich would expand the tab)

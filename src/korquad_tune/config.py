@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.io import read_text
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
@@ -24,41 +25,41 @@ class TrainConfig(BaseModel):
     template: str = Field(DEFAULT_TEMPLATE, description="prompt template name")
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning")
     quantization: Literal["none", "int4"] = Field("none", description="int4 = QLoRA (nf4), CUDA only")
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = Field(16, gt=0, description="LoRA rank")
+    lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA path")
     target_modules: str | list[str] = Field("all-linear", description="LoRA target modules")
     modules_to_save: list[str] = Field(default_factory=list, description="extra fully-trained modules")
-    learning_rate: float = 5e-4
-    epochs: float = Field(8, description="passes over the original questions (no augmentation)")
-    augmented_epochs: float | None = Field(None, description="passes when paraphrases are added (each question "
+    learning_rate: float = Field(5e-4, gt=0, description="peak learning rate")
+    epochs: float = Field(8, gt=0, description="passes over the original questions (no augmentation)")
+    augmented_epochs: float | None = Field(None, gt=0, description="passes when paraphrases are added (each question "
                                            "then appears 1+n times per pass); None = `epochs`")
-    passages_epochs: float | None = Field(None, description="passes for the `passages` adapter (QA, paraphrases "
+    passages_epochs: float | None = Field(None, gt=0, description="passes for the `passages` adapter (QA, paraphrases "
                                           "and passage material); None = augmented_epochs")
     passage_text: bool = Field(True, description="`passages` adapter: learn the paragraphs as plain text too")
-    text_piece_chars: int = Field(300, description="paragraphs are cut at sentence ends into pieces of about "
+    text_piece_chars: int = Field(300, ge=50, description="paragraphs are cut at sentence ends into pieces of about "
                                   "this many characters")
-    reader_epochs: float = Field(3, description="passes for the `reader` adapter (paragraph + question -> answer)")
-    reader_max_length: int = Field(1024, description="max tokens of a reader example (paragraph + question + "
+    reader_epochs: float = Field(3, gt=0, description="passes for the `reader` adapter (paragraph + question -> answer)")
+    reader_max_length: int = Field(1024, ge=64, description="max tokens of a reader example (paragraph + question + "
                                    "answer)")
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 256
+    batch_size: int = Field(8, ge=1, description="examples per device per step")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="steps per optimizer update")
+    max_length: int = Field(256, ge=8, description="max tokens of a training example (prompt + answer)")
     loss: Literal["answer", "full"] = Field("answer", description="loss on answer tokens only, or everything")
     packing: bool = False
     shared_prefix: bool = Field(True, description="compute the prompt head that every row of a batch shares once "
                                 "per batch (same loss, less work); answer loss only, no packing")
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    seed: int = 42
+    lr_scheduler: str = Field("linear", description="transformers scheduler name")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of steps spent warming up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    seed: int = Field(42, description="random seed (data order, LoRA init)")
     bf16: bool | None = Field(None, description="bf16 autocast; None = on where the hardware supports it")
     gradient_checkpointing: bool | None = Field(None, description="None = on for CUDA, off on CPU")
-    threads: int | None = Field(None, description="torch threads; None = all cores")
-    save_steps: int = Field(50, description="checkpoint every N optimizer steps (for --resume)")
-    logging_steps: int = 5
-    report_to: str = "none"
-    paraphrases_per_question: int | None = Field(None, description="use at most N paraphrases per question")
+    threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
+    save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (for --resume)")
+    logging_steps: int = Field(5, ge=1, description="log the loss every N steps")
+    report_to: str = Field("none", description="none | tensorboard")
+    paraphrases_per_question: int | None = Field(None, ge=0, description="use at most N paraphrases per question")
 
 
 class StudyConfig(BaseModel):
@@ -69,7 +70,7 @@ class StudyConfig(BaseModel):
     backend: Literal["rules", "openai", "file"] = Field("rules", description="rules = offline Kiwi cloze "
                                                         "questions; openai = LLM-written statements and QA")
     file: str | None = Field(None, description="file backend: JSONL of context (or paragraph id), question, answer")
-    n: int = Field(20, description="openai backend: question/answer pairs asked for per paragraph")
+    n: int = Field(20, ge=1, description="openai backend: question/answer pairs asked for per paragraph")
     base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
     model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
 
@@ -83,21 +84,21 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: str | None = Field(None, description="SQuAD-format file; None = the shipped KorQuAD v1 dev set")
-    articles: int | None = 3
-    limit: int | None = None
+    articles: int | None = Field(3, ge=1, description="first N articles; None = all")
+    limit: int | None = Field(None, ge=1, description="first N questions; None = all")
     augment_backend: Literal["shipped", "rules", "file", "openai"] = "shipped"
     augment_file: str | None = None
-    augment_n: int = 10
+    augment_n: int = Field(10, ge=1, description="paraphrases per question")
     augment_base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
     augment_model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
     heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
     preset: str = "cpu-default"
     train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
-    max_new_tokens: int = 24
-    batch_size: int = 16
+    max_new_tokens: int = Field(24, ge=1, description="answer length budget when evaluating")
+    batch_size: int = Field(16, ge=1, description="questions per generation batch when evaluating")
     holdout: bool = Field(True, description="hold out the rephrased and unseen question sets (see `prepare`)")
     study: StudyConfig = Field(default_factory=StudyConfig)
-    rag_k: int = Field(1, description="rag: paragraphs retrieved into the prompt")
+    rag_k: int = Field(1, ge=1, description="rag: paragraphs retrieved into the prompt")
     systems: list[Literal[SYSTEMS]] = Field(default_factory=lambda: list(SYSTEMS))
 
 
@@ -114,7 +115,7 @@ def load_yaml(path: str | Path) -> dict:
     if not path.exists():
         raise KorquadTuneError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as e:
         raise KorquadTuneError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -128,11 +129,16 @@ def _validated(cls, data: dict, source: str):
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise KorquadTuneError(f"{source}: {where}: {first['msg']}") from None
+        if first["type"] == "extra_forbidden":
+            raise KorquadTuneError(f"{source}: unknown setting {where!r}; known: {', '.join(cls.model_fields)}") \
+                from None
+        raise KorquadTuneError(f"{source}: {where} = {first.get('input')!r}: {first['msg']}") from None
 
 
-def load_train_config(preset: str | None = "cpu-default", overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A preset (a name or a YAML path) with overrides on top; unknown keys are errors."""
+def load_train_config(preset: str | None = "cpu-default", overrides: dict[str, Any] | None = None,
+                      overrides_source: str = "training overrides (--set, command-line options or the run "
+                                              "config's train:)") -> TrainConfig:
+    """A preset (a name or a YAML path) with overrides on top; unknown keys are errors, blamed on their source."""
     data: dict = {}
     source = "defaults"
     if preset:
@@ -144,8 +150,10 @@ def load_train_config(preset: str | None = "cpu-default", overrides: dict[str, A
                                        "or pass a YAML file")
         data = load_yaml(path)
         source = str(path)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return _validated(TrainConfig, data, source)
+    _validated(TrainConfig, data, source)  # the preset alone is valid, so what follows is the overrides' fault
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return _validated(TrainConfig, {**data, **overrides}, overrides_source) if overrides else \
+        _validated(TrainConfig, data, source)
 
 
 def load_run_config(path: str | Path | None) -> RunConfig:

@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.io import iter_jsonl, read_jsonl, write_json, write_jsonl
+from korquad_tune.io import decode_text, ensure_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.rundir import RunDir
 
@@ -45,15 +45,18 @@ class SquadSummary:
 def _read_squad_json(path: Path) -> dict:
     if not path.exists():
         raise KorquadTuneError(f"{path}: file not found (pass --data with a SQuAD-format JSON file)")
+    if path.is_dir():
+        raise KorquadTuneError(f"{path}: is a folder; pass --data with a SQuAD-format JSON file")
     raw = path.read_bytes()
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise KorquadTuneError(f"{path}: not a readable gzip file ({e})") from None
     if not raw.strip():
         raise KorquadTuneError(f"{path}: file is empty; expected SQuAD-format JSON with a 'data' list")
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise KorquadTuneError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        doc = json.loads(decode_text(raw, path))
     except json.JSONDecodeError as e:
         raise KorquadTuneError(
             f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg} (is the file truncated?)"
@@ -198,10 +201,15 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
     passages.jsonl (the paragraphs) and prepare.json, from a SQuAD-format file (the shipped dev set by default).
 
     `holdout=False` trains on every question and holds nothing out."""
+    for flag, value in (("--articles", articles), ("--limit", limit)):
+        if value is not None and value < 1:
+            raise KorquadTuneError(f"{flag} {value}: must be 1 or more (leave it out to keep everything)")
     source = Path(data) if data else shipped_dev_path()
+    ensure_dir(out, "run folder (--out)", create=False)
     records, summary = parse_squad(source, articles=articles)
     if limit is not None:
         records = records[:limit]
+        summary.articles = len({r["title"] for r in records})
         summary.questions = len(records)
         summary.distinct_questions = len({r["question"] for r in records})
     if not records:
@@ -209,6 +217,7 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
                                "have a non-empty context holding their answers)")
     sets = split_heldout(records) if holdout else {"trained": records, "rephrased": [], "unseen": []}
     run = RunDir(out)
+    _refuse_to_orphan_results(run, sets["trained"])
     for name in HELDOUT_SETS:
         write_jsonl(run.question_set(name), sets[name])
     write_jsonl(run.passages, paragraphs_of(records))
@@ -227,6 +236,18 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
 
 
 HELDOUT_SETS = ("rephrased", "unseen")
+DOWNSTREAM = ("augmentation", "material", "adapters", "eval_root", "stamp")
+
+
+def _refuse_to_orphan_results(run: RunDir, trained: list[dict]) -> None:
+    """New questions in a folder whose paraphrases, adapters or evaluations were made from the old ones would
+    mix two experiments: refuse, naming what is there."""
+    if not run.qa.exists() or read_jsonl(run.qa) == trained:
+        return
+    there = [getattr(run, name).name for name in DOWNSTREAM if getattr(run, name).exists()]
+    if there:
+        raise KorquadTuneError(f"{run.root} holds results made from other questions ({', '.join(there)}); "
+                               "prepare into a new folder, or remove them first")
 
 
 def load_passages(run_dir: str | Path) -> list[dict]:
@@ -247,9 +268,10 @@ def load_qa(run_dir: str | Path) -> list[dict]:
 def load_questions(path: str | Path) -> list[dict]:
     """Questions to evaluate: JSONL (id, question, answers) or a SQuAD-format JSON file."""
     path = Path(path)
-    if path.suffix in (".json", ".gz"):
+    if path.suffix.lower() in (".json", ".gz"):
         return parse_squad(path)[0]
-    rows = []
+    rows: list[dict] = []
+    seen: dict[str, int] = {}
     for lineno, rec in iter_jsonl(path):
         for key in ("id", "question", "answers"):
             if key not in rec:
@@ -260,6 +282,10 @@ def load_questions(path: str | Path) -> list[dict]:
                                    "list of strings")
         if not str(rec["question"]).strip():
             raise KorquadTuneError(f"{path}, line {lineno} (id {rec['id']!r}): empty 'question'")
+        if str(rec["id"]) in seen:
+            raise KorquadTuneError(f"{path}, line {lineno}: id {rec['id']!r} repeats line {seen[str(rec['id'])]}; "
+                                   "question ids must be unique")
+        seen[str(rec["id"])] = lineno
         rows.append(rec | {"id": str(rec["id"])})
     if not rows:
         raise KorquadTuneError(f"{path}: no questions in file")

@@ -35,22 +35,32 @@ def score_predictions(questions: list[dict], predictions: dict[str, str]) -> tup
 
 
 def read_predictions(path: str | Path) -> dict[str, str]:
-    preds = {}
+    preds: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for lineno, rec in iter_jsonl(path):
         if "id" not in rec or "prediction" not in rec:
             raise KorquadTuneError(f"{path}, line {lineno}: need 'id' and 'prediction'")
-        preds[str(rec["id"])] = str(rec["prediction"])
+        qid = str(rec["id"])
+        if qid in preds:
+            raise KorquadTuneError(f"{path}, line {lineno}: a second prediction for id {qid!r} (first on line "
+                                   f"{lines[qid]}); keep one per question")
+        preds[qid], lines[qid] = str(rec["prediction"]), lineno
     return preds
+
+
+def check_prediction_ids(preds: dict[str, str], questions: list[dict], predictions: str | Path,
+                         questions_file: str | Path) -> None:
+    unknown = set(preds) - {q["id"] for q in questions}
+    if unknown:
+        raise KorquadTuneError(f"{predictions}: {len(unknown)} ids are not in {questions_file}, e.g. "
+                               f"{sorted(unknown)[:3]}")
 
 
 def score_files(questions: str | Path, predictions: str | Path, out: str | Path | None = None) -> dict:
     """`korquad-tune score`: any system's predictions against a question file."""
     qs = load_questions(questions)
     preds = read_predictions(predictions)
-    unknown = set(preds) - {q["id"] for q in qs}
-    if unknown:
-        raise KorquadTuneError(f"{predictions}: {len(unknown)} ids are not in {questions}, e.g. "
-                               f"{sorted(unknown)[:3]}")
+    check_prediction_ids(preds, qs, predictions, questions)
     _, metrics = score_predictions(qs, preds)
     metrics["unanswered"] = sum(1 for q in qs if q["id"] not in preds)
     if out:
@@ -192,7 +202,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
                      base_url: str | None = None, api_model: str = DEFAULT_API_MODEL, max_new_tokens: int = 32,
                      batch_size: int = 16) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/."""
-    out = Path(out)
+    from korquad_tune.io import ensure_dir
+    out = ensure_dir(out, "--out folder", create=False)
     questions = load_questions(questions_file)
     adapters = list(adapters or [])
     systems = list(systems or (["finetuned"] if adapters else ["base"]))
@@ -220,6 +231,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
         if predictions is None:
             raise KorquadTuneError("system 'predictions' needs --predictions FILE")
         preds = read_predictions(predictions)
+        check_prediction_ids(preds, questions, predictions, questions_file)
         record("predictions", [preds.get(q["id"], "") for q in questions], {"source": str(predictions)})
     if "openai" in systems:
         record("openai", openai_answers(questions, out / "openai" / "cache.jsonl", api_model, base_url),

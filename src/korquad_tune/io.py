@@ -14,14 +14,34 @@ from typing import Any
 from korquad_tune import KorquadTuneError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def ensure_dir(path: str | Path, what: str = "output folder", create: bool = True) -> Path:
+    """Create a folder (or only check that it could be), or say clearly that a file stands where it should be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise KorquadTuneError(f"{path}: is a file, not a folder; pass a folder as the {what}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise KorquadTuneError(f"{parent}: is a file, so {path} cannot be created; choose another {what}")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` via a temp file + rename, so a kill never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run folder should be shareable as umask says
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -33,8 +53,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_dir(out: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; it replaces `out` only if the block finishes, else it is removed."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out.parent)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         if out.exists():
@@ -52,12 +73,36 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def read_json(path: str | Path) -> Any:
+# Korean users' files are often CP949 (EUC-KR's superset) rather than UTF-8.
+ENCODINGS = ("utf-8-sig", "cp949")
+
+
+def decode_text(raw: bytes, path: str | Path) -> str:
+    """UTF-8 (with or without BOM) or CP949/EUC-KR; anything else is a clear error."""
+    for encoding in ENCODINGS:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError as e:
+            if encoding == ENCODINGS[0]:
+                first_error = e
+    raise KorquadTuneError(f"{path}: neither UTF-8 nor CP949/EUC-KR text ({first_error.reason} at byte "
+                           f"{first_error.start}); convert it to UTF-8, e.g. iconv -f <encoding> -t UTF-8") from None
+
+
+def read_text(path: str | Path) -> str:
+    """A text file's contents, in any of ENCODINGS; a missing file or a folder is a clear error."""
     path = Path(path)
     if not path.exists():
         raise KorquadTuneError(f"{path}: file not found")
+    if path.is_dir():
+        raise KorquadTuneError(f"{path}: is a folder; pass a file")
+    return decode_text(path.read_bytes(), path)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise KorquadTuneError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
 
@@ -65,19 +110,16 @@ def read_json(path: str | Path) -> Any:
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line_number, record) for each non-blank line; bad JSON names the line."""
     path = Path(path)
-    if not path.exists():
-        raise KorquadTuneError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise KorquadTuneError(f"{path}, line {lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise KorquadTuneError(f"{path}, line {lineno}: expected a JSON object, got {type(rec).__name__}")
-            yield lineno, rec
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):  # not splitlines(): U+2028 may sit in a string
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise KorquadTuneError(f"{path}, line {lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise KorquadTuneError(f"{path}, line {lineno}: expected a JSON object, got {type(rec).__name__}")
+        yield lineno, rec
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -96,4 +96,9 @@ def chat_many(prompts: dict[str, str], cache_path: Path, model: str, base_url: s
                 raise KorquadTuneError(f"{where} answered HTTP {e.status_code} after retries for request "
                                        f"{futures[fut]!r}: {str(e)[:200]}; finished requests are cached in "
                                        f"{cache_path}") from None
+            except (openai.APIError, ValueError, AttributeError, TypeError) as e:  # 200 with HTML, broken JSON
+                pool.shutdown(cancel_futures=True)
+                raise KorquadTuneError(f"{where} did not answer like an OpenAI-compatible chat endpoint "
+                                       f"({type(e).__name__}: {str(e)[:150]}); check --base-url (it usually ends "
+                                       f"in /v1); finished requests are cached in {cache_path}") from None
     return {k: cache.get(k)["reply"] for k in prompts}

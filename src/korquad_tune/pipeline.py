@@ -38,20 +38,43 @@ def _fingerprint(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _check_settings(run: RunDir, cfg: RunConfig, fresh: bool) -> None:
-    """A run folder belongs to one configuration: refuse to mix results from two."""
-    stamp = run.root / "run_config.json"
-    current = {"fingerprint": _fingerprint(cfg.model_dump()), "config": cfg.model_dump()}
-    if fresh and run.root.exists():
-        for child in ("qa.jsonl", "augmentation.json", "paraphrased.jsonl", "rephrased.jsonl", "unseen.jsonl",
-                      "passages.jsonl", "material.json", "prepare.json", "adapters", "checkpoints", "eval",
-                      "timings.json", "metrics.json", "report.md", "report.png", "run_config.json"):
-            p = run.root / child
+INPUTS = ("qa", "augmentation", "material")  # files later stages are made from
+
+
+def file_sha1(path: Path) -> str | None:
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
+
+
+def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool) -> dict:
+    """A run folder belongs to one experiment: its run config, the resolved training settings (preset contents,
+    not the preset's name) and the inputs its stages were made from. Refuse to mix results from two."""
+    settings = {"config": cfg.model_dump(), "train": train_cfg.model_dump()}
+    current = {"fingerprint": _fingerprint(settings), **settings, "inputs": {}}
+    if fresh:
+        for p in run.outputs():
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    if stamp.exists() and read_json(stamp).get("fingerprint") != current["fingerprint"]:
-        raise KorquadTuneError(f"{run.root} holds a run with other settings; use another --out, or --fresh to "
-                               "start this folder over")
-    write_json(stamp, current)
+    if run.stamp.exists():
+        before = read_json(run.stamp)
+        if before.get("fingerprint") != current["fingerprint"]:
+            changed = sorted({f"train.{k}" for k in settings["train"]
+                              if before.get("train", {}).get(k) != settings["train"][k]} |
+                             {k for k in settings["config"] if before.get("config", {}).get(k) != settings["config"][k]})
+            raise KorquadTuneError(f"{run.root} holds a run with other settings (changed: {', '.join(changed)}); "
+                                   "use another --out, or --fresh to start this folder over")
+        for name, digest in before.get("inputs", {}).items():
+            if file_sha1(getattr(run, name)) != digest:
+                raise KorquadTuneError(f"{getattr(run, name)} changed since this run used it (another `prepare`, "
+                                       "`augment` or `study` into this folder?); use --fresh to redo the run, or "
+                                       "another --out")
+        current["inputs"] = before.get("inputs", {})
+    write_json(run.stamp, current)
+    return current
+
+
+def _record_input(run: RunDir, stamp: dict, name: str) -> None:
+    """Remember what a stage's output looked like, so later edits to it are noticed."""
+    stamp["inputs"][name] = file_sha1(getattr(run, name))
+    write_json(run.stamp, stamp)
 
 
 def _heldout_rows(cfg: RunConfig, qa: list[dict]) -> list[dict] | None:
@@ -92,11 +115,11 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     from korquad_tune.train import adapter_done, train
 
     console = console or Console()
-    run = RunDir(out)
-    run.root.mkdir(parents=True, exist_ok=True)
-    _check_settings(run, cfg, fresh)
+    from korquad_tune.io import ensure_dir
+    train_cfg = load_train_config(cfg.preset, cfg.train)  # before anything is written: a bad config stamps nothing
+    run = RunDir(ensure_dir(out, "run folder (--out)"))
+    stamp = _check_settings(run, cfg, train_cfg, fresh)
     timings = _Timings(run)
-    train_cfg = load_train_config(cfg.preset, cfg.train)
     atomic_write_text(run.config, "# run\n" + dump_yaml(cfg) + "# train (resolved preset + overrides)\n"
                       + dump_yaml(train_cfg))
 
@@ -111,12 +134,14 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
         console.print(f"{s.questions} questions from {s.articles} articles: {counts['trained']} train, "
                       f"{counts['rephrased']} rephrased and {counts['unseen']} unseen held out")
         timings.record("prepare", time.time() - t)
+    _record_input(run, stamp, "qa")
     if not run.augmentation.exists():
         t = stage(f"augment ({cfg.augment_backend})")
         _, s = augment(run.root, backend=cfg.augment_backend, n=cfg.augment_n, file=cfg.augment_file,
                        base_url=cfg.augment_base_url, model=cfg.augment_model)
         console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
         timings.record("augment", time.time() - t)
+    _record_input(run, stamp, "augmentation")
     qa = load_qa(run.root)
     sets = question_sets(run, cfg, qa)
     if "passages" in cfg.systems and not run.material.exists():
@@ -126,6 +151,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
         console.print(f"{s['qa']} questions and {s['statements']} statements from {s['paragraphs']} paragraphs "
                       f"(dropped {s['dropped']})")
         timings.record("study", time.time() - t)
+    if run.material.exists():
+        _record_input(run, stamp, "material")
 
     for name, (with_aug, with_passages, reader) in ADAPTERS.items():
         wanted = name in cfg.systems or (reader and any(x in cfg.systems for x in OPEN_BOOK))

@@ -20,7 +20,7 @@ CLOSED_BOOK = ("no-aug", "aug", "passages")
 
 def collect(run_dir: str | Path) -> dict[str, dict[str, tuple[dict, list[dict]]]]:
     """{question_set: {system: (metrics, per-question rows)}} from RUN_DIR/eval/."""
-    root = RunDir(run_dir).root / "eval"
+    root = RunDir(run_dir).eval_root
     if not root.exists():
         raise KorquadTuneError(f"{root}: no evaluations yet; run `korquad-tune run` or `evaluate` first")
     results: dict = {}

@@ -1,9 +1,32 @@
-"""The run folder layout: one place that names every file a stage reads or writes."""
+"""The run folder layout: the one place that names every file a stage reads or writes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# name -> (file or folder in the run folder, what writes it)
+FILES = {
+    "qa": ("qa.jsonl", "prepare: the training questions, one record each"),
+    "prepare_summary": ("prepare.json", "prepare: counts and settings"),
+    "passages": ("passages.jsonl", "prepare: the paragraphs the questions come from"),
+    "rephrased": ("rephrased.jsonl", "prepare: held-out human rephrasings"),
+    "unseen": ("unseen.jsonl", "prepare: held-out questions about facts no training question asks"),
+    "augmentation": ("augmentation.json", "augment: {question: [paraphrases]} + provenance"),
+    "augment_cache": ("augment_cache.jsonl", "augment, openai backend: one line per finished question"),
+    "heldout": ("paraphrased.jsonl", "run: LLM paraphrases of training questions, never trained on"),
+    "material": ("material.json", "study: what the `passages` adapter learns from the paragraphs"),
+    "material_cache": ("material_cache.jsonl", "study, openai backend: one line per finished paragraph"),
+    "adapters": ("adapters", "train: one folder per adapter"),
+    "checkpoints": ("checkpoints", "train: resumable checkpoints per adapter"),
+    "eval_root": ("eval", "evaluate: eval/<question set>/<system>/"),
+    "stamp": ("run_config.json", "run: the settings and inputs this folder belongs to"),
+    "config": ("config.yaml", "run: the resolved run and training config"),
+    "timings": ("timings.json", "run: seconds per stage"),
+    "metrics": ("metrics.json", "report: every metric"),
+    "report_md": ("report.md", "report: the report"),
+    "report_png": ("report.png", "report: the chart"),
+}
 
 
 @dataclass(frozen=True)
@@ -13,63 +36,23 @@ class RunDir:
     def __init__(self, root: str | Path):
         object.__setattr__(self, "root", Path(root))
 
-    @property
-    def qa(self) -> Path:  # prepare: one record per question
-        return self.root / "qa.jsonl"
-
-    @property
-    def prepare_summary(self) -> Path:
-        return self.root / "prepare.json"
-
-    @property
-    def passages(self) -> Path:  # prepare: the paragraphs the questions come from
-        return self.root / "passages.jsonl"
+    def __getattr__(self, name: str) -> Path:
+        if name in FILES:
+            return self.root / FILES[name][0]
+        raise AttributeError(name)
 
     def question_set(self, name: str) -> Path:  # prepare: held-out questions (rephrased, unseen)
-        return self.root / f"{name}.jsonl"
-
-    @property
-    def material(self) -> Path:  # study: what the `passages` adapter learns from the paragraphs
-        return self.root / "material.json"
-
-    @property
-    def material_cache(self) -> Path:  # study, openai backend: one line per finished paragraph
-        return self.root / "material_cache.jsonl"
-
-    @property
-    def augmentation(self) -> Path:  # augment: {question: [paraphrases]} + provenance
-        return self.root / "augmentation.json"
-
-    @property
-    def augment_cache(self) -> Path:  # openai backend: one line per finished question
-        return self.root / "augment_cache.jsonl"
-
-    @property
-    def heldout(self) -> Path:  # LLM paraphrases of training questions, never trained on
-        return self.root / "paraphrased.jsonl"
+        return self.root / FILES[name][0]
 
     def adapter(self, name: str) -> Path:
-        return self.root / "adapters" / name
+        return self.adapters / name
+
+    def checkpoint_dir(self, name: str) -> Path:
+        return self.checkpoints / name
 
     def evaluation(self, system: str, question_set: str) -> Path:
-        return self.root / "eval" / question_set / system
+        return self.eval_root / question_set / system
 
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def report_md(self) -> Path:
-        return self.root / "report.md"
-
-    @property
-    def report_png(self) -> Path:
-        return self.root / "report.png"
-
-    @property
-    def timings(self) -> Path:
-        return self.root / "timings.json"
+    def outputs(self) -> list[Path]:
+        """Everything a run writes here (what `run --fresh` removes); caches of paid API calls stay."""
+        return [self.root / f for key, (f, _) in FILES.items() if not key.endswith("cache")]

@@ -8,6 +8,7 @@ steps with `--resume`, and the adapter folder records the base model, template a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -85,7 +86,12 @@ def load_augmentation(run: RunDir) -> dict[str, list[str]]:
         raise KorquadTuneError(f"{run.augmentation}: not found; run `korquad-tune augment {run.root}` first, "
                                "or train with --no-augment")
     doc = read_json(run.augmentation)
-    return doc.get("augmentation_dict", doc)
+    table = doc.get("augmentation_dict", doc) if isinstance(doc, dict) else doc
+    if not isinstance(table, dict) or not all(isinstance(v, list) and all(isinstance(p, str) for p in v)
+                                              for v in table.values()):
+        raise KorquadTuneError(f"{run.augmentation}: expected {{question: [paraphrase, ...]}} (lists of strings); "
+                               f"run `korquad-tune augment {run.root}` again")
+    return table
 
 
 # ---------------------------------------------------------------- speed: logits only where the loss is
@@ -361,10 +367,11 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     dataset = build_dataset(tok, template, pairs, max_length, texts, reader_rows)
     model = load_base_model(resolved, device=device, load_in_4bit=cfg.quantization == "int4")
 
-    ckpt_dir = run.root / "checkpoints" / name
+    ckpt_dir = run.checkpoint_dir(name)
     last = _latest_checkpoint(ckpt_dir) if resume else None
     if not resume and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)  # a fresh run must not mix with an old one's checkpoints
+    _check_resume_settings(ckpt_dir, last, cfg, dataset, resolved.spec)
     grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
     bf16 = _use_bf16(cfg, device)
     epochs = _epochs(cfg, augment, passages, reader)
@@ -401,6 +408,24 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         _save_adapter(trainer, tok, out, cfg, resolved.spec, name, augment, len(dataset), seconds, result, resume,
                       {"passages": passages, "reader": reader, "texts": len(texts)})
     return out
+
+
+def _check_resume_settings(ckpt_dir: Path, last: str | None, cfg: TrainConfig, dataset, model_spec: str) -> None:
+    """Checkpoints remember the settings and data they were made with; resuming with others is refused."""
+    import hashlib
+    settings = {**cfg.model_dump(exclude={"save_steps", "logging_steps", "report_to", "threads"}),
+                "model": model_spec,
+                "data_sha1": hashlib.sha1(json.dumps(list(dataset["input_ids"])).encode()).hexdigest()}
+    path = ckpt_dir / "settings.json"
+    if last is not None and path.exists():
+        before = read_json(path)
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            what = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" if k != "data_sha1" else
+                             "the training data" for k in changed)
+            raise KorquadTuneError(f"{ckpt_dir}: its checkpoints were made with other settings ({what}); resume "
+                                   "with the same settings, or train without --resume to start over")
+    write_json(path, settings)
 
 
 def _epochs(cfg: TrainConfig, augment: bool, passages: bool, reader: bool) -> float:

@@ -88,7 +88,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
 def test_two_process_ddp_on_cpu(tmp_path):
     """A real 2-process data-parallel run (torch.distributed, gloo on CPU), as `accelerate launch` starts one."""
     prepare(tmp_path, articles=1)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KORQUAD_TUNE_RECORD_BATCHES": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "-m", "korquad_tune.cli", "train", str(tmp_path), "--preset", "tiny-test",
                           "--no-augment", "--epochs", "4"], capture_output=True, text=True, env=env,

@@ -143,7 +143,17 @@ def study(run_dir: Path,
 
 
 # ------------------------------------------------------------------ train
-@app.command("train")
+def _knobs_help() -> str:
+    """Every TrainConfig field with its default and description: the one place knobs are documented."""
+    from korquad_tune.config import TrainConfig
+    lines = [f"{name} (default {f.default if f.default_factory is None else f.default_factory()!r}): "
+             f"{f.description or ''}" for name, f in TrainConfig.model_fields.items()]
+    return ("Fine-tune an adapter on RUN_DIR/qa.jsonl (+ augmentation.json, + material.json with --passages) into "
+            "RUN_DIR/adapters/<name>/.\n\nEvery setting, for --set key=value (the flags below are shortcuts):"
+            "\n\n" + "\n\n".join(lines))
+
+
+@app.command("train", help=_knobs_help())
 @_guard
 def train_cmd(run_dir: Path,
               model: Optional[str] = typer.Option(None, help="base model (default: the preset's)"),
@@ -163,7 +173,6 @@ def train_cmd(run_dir: Path,
               report_to: Optional[str] = typer.Option(None, help="none | tensorboard"),
               set_: list[str] = typer.Option([], "--set", help="any other config field: key=value (YAML value)"),
               max_steps: Optional[int] = typer.Option(None, help="stop after N steps (smoke tests)")) -> None:
-    """Fine-tune an adapter on RUN_DIR/qa.jsonl (+ augmentation.json) into RUN_DIR/adapters/<name>/."""
     import yaml
 
     from korquad_tune.config import load_train_config

@@ -36,6 +36,8 @@ class TrainConfig(BaseModel):
                                            "then appears 1+n times per pass); None = `epochs`")
     passages_epochs: float | None = Field(None, gt=0, description="passes for the `passages` adapter (QA, paraphrases "
                                           "and passage material); None = augmented_epochs")
+    material_repeats: int = Field(1, ge=1, description="`passages` adapter: each question made from the paragraphs "
+                                  "appears this many times per pass (a fact has few phrasings; a question many)")
     passage_text: bool = Field(True, description="`passages` adapter: learn the paragraphs as plain text too")
     text_piece_chars: int = Field(300, ge=50, description="paragraphs are cut at sentence ends into pieces of about "
                                   "this many characters")

@@ -1,4 +1,5 @@
-"""Training speed: korquad-tune's trainer against TRL's SFTTrainer used the way AutoTrain uses it.
+"""Training speed: korquad-tune's trainer against TRL's SFTTrainer used the way AutoTrain uses it, or (with
+--prefix) korquad-tune with and without the shared prompt head computed once per batch.
 
 Same model (gemma3-270m), same data (the default run's 85 questions + shipped paraphrases), same LoRA
 (r=16, alpha=32, dropout 0.05, all linear layers), lr, batch 8, max length 256, fp32, same threads, one process:
@@ -10,6 +11,7 @@ Each runs --steps optimizer steps; the median step time (first step excluded) ti
 seconds/epoch; tokens/second counts the non-padding tokens each step processed.
 
     python bench/training.py [--steps 12] [--threads 2]
+    python bench/training.py --prefix [--steps 12]     # shared_prefix off vs on, same data/seed; losses compared
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def run_baseline(run_dir: Path, steps: int, cfg) -> dict:
     return summarize("TRL SFTTrainer as AutoTrain (packing, full loss, grad ckpt)", timer, trainer_cls.counted)
 
 
-def run_ours(run_dir: Path, steps: int, cfg) -> dict:
+def run_ours(run_dir: Path, steps: int, cfg, label: str = "korquad-tune (answer-only loss, TRL's fused head, no "
+                                                             "grad ckpt)") -> dict:
     from korquad_tune import train as train_mod
 
     timer = make_timer()
@@ -115,10 +118,12 @@ def run_ours(run_dir: Path, steps: int, cfg) -> dict:
 
     train_mod.make_trainer_class = counting_factory
     try:
-        train_mod.train(run_dir, cfg, name="bench", augment=True, max_steps=steps, callbacks=[timer])
+        out = train_mod.train(run_dir, cfg, name="bench", augment=True, max_steps=steps, callbacks=[timer])
     finally:
         train_mod.make_trainer_class = original
-    return summarize("korquad-tune (answer-only loss, loss-position head, no grad ckpt)", timer, counted)
+    losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    return {**summarize(label, timer, counted), "logged_losses": losses}
 
 
 def main() -> None:
@@ -129,14 +134,27 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prefix", action="store_true", help="compare shared_prefix off / on instead")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_train_config("cpu-default", {"threads": args.threads, "bf16": False, "save_steps": 10_000})
+    cfg = load_train_config("cpu-default", {"threads": args.threads, "bf16": False, "save_steps": 10_000,
+                                            "logging_steps": 1, "lora_dropout": 0.0 if args.prefix else 0.05})
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
-        prepare(run, articles=3)
+        prepare(run, articles=3, holdout=False)  # the 85 questions of the seed's experiment
         augment(run, backend="shipped")
+        if args.prefix:  # dropout off: with it, the shared head would draw one dropout mask for all rows
+            plain = run_ours(run, args.steps, cfg.model_copy(update={"shared_prefix": False}), "per-row prompt")
+            shared = run_ours(run, args.steps, cfg, "shared prompt head once per batch")
+            result = {"threads": args.threads, "model": cfg.model, "plain": plain, "shared_prefix": shared,
+                      "epoch_speedup": plain["seconds_per_epoch"] / shared["seconds_per_epoch"],
+                      "max_loss_difference": max(abs(a - b) for a, b in zip(plain["logged_losses"],
+                                                                            shared["logged_losses"]))}
+            print(json.dumps(result, indent=2))
+            if args.out:
+                Path(args.out).write_text(json.dumps(result, indent=2))
+            return
         ours = run_ours(run, args.steps, cfg)
         baseline = run_baseline(run, args.steps, cfg)
     result = {"threads": args.threads, "model": cfg.model, "baseline": baseline, "korquad_tune": ours,

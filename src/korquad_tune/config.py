@@ -100,6 +100,10 @@ class RunConfig(BaseModel):
     batch_size: int = Field(16, ge=1, description="questions per generation batch when evaluating")
     holdout: bool = Field(True, description="hold out the rephrased and unseen question sets (see `prepare`)")
     study: StudyConfig = Field(default_factory=StudyConfig)
+    open_book_sets: list[Literal["trained", "paraphrased", "rephrased", "unseen"]] = Field(
+        default_factory=lambda: ["trained", "rephrased", "unseen"],
+        description="question sets the open-book and rag systems answer (a paragraph in every prompt makes them "
+                    "the slowest systems; the LLM paraphrases are left out by default to keep the run short)")
     rag_k: int = Field(1, ge=1, description="rag: paragraphs retrieved into the prompt")
     systems: list[Literal[SYSTEMS]] = Field(default_factory=lambda: list(SYSTEMS))
 

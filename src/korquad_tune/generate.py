@@ -31,31 +31,70 @@ def generate_answers(model, tokenizer, questions: Sequence[str], template: Promp
 
 
 def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = 16, max_new_tokens: int = 32,
-                          progress: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy continuations of ready-made prompts, cut at the first stop string, in input order."""
+                          progress: Callable[[int], None] | None = None, shared_prefix: bool = True) -> list[str]:
+    """Greedy continuations of ready-made prompts, cut at the first stop string, in input order.
+
+    Prompts are tokenised once and sorted by length; the head every prompt shares (the template's preamble) is
+    run through the model once per call and its keys/values reused by every batch, each row left-padded after it."""
+    import copy
+
     import torch
 
-    tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lengths = [len(tokenizer(p, add_special_tokens=True).input_ids) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+    ids = [tokenizer(p, add_special_tokens=True).input_ids for p in prompts]
+    prefix = common_prefix_length(ids) if shared_prefix and len(ids) > 1 else 0
+    order = sorted(range(len(prompts)), key=lambda i: (len(ids[i]), i))
     device = next(model.parameters()).device
+    head_cache = None
+    if prefix:
+        with torch.inference_mode():
+            head_cache = model(input_ids=torch.tensor([ids[0][:prefix]], device=device), use_cache=True).cache
     answers: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                        return_token_type_ids=False).to(device)
+        input_ids, attention_mask = _left_padded([ids[i] for i in idx], prefix, tokenizer.pad_token_id, device)
+        cache = None
+        if head_cache is not None:
+            cache = copy.deepcopy(head_cache)
+            cache.batch_repeat_interleave(len(idx))
         with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
+                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                  stop_strings=list(STOP_STRINGS), tokenizer=tokenizer,
                                  pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-        new_tokens = out[:, enc.input_ids.shape[1]:]
+        new_tokens = out[:, input_ids.shape[1]:]
         for row, i in enumerate(idx):
             answers[i] = cut_at_stop(tokenizer.decode(new_tokens[row], skip_special_tokens=True))
         if progress:
             progress(len(idx))
     return answers
+
+
+def common_prefix_length(ids: Sequence[Sequence[int]], minimum: int = 4) -> int:
+    """Tokens every sequence starts with, leaving at least one of its own to each (0 below `minimum`)."""
+    n = min(len(x) for x in ids) - 1
+    first = ids[0]
+    for k in range(n):
+        if any(x[k] != first[k] for x in ids):
+            n = k
+            break
+    return n if n >= minimum else 0
+
+
+def _left_padded(rows: list[list[int]], prefix: int, pad_id: int, device):
+    """[shared head][padding][rest of the row]: the padding sits after the cached head, masked out."""
+    import torch
+    width = max(len(r) for r in rows) - prefix
+    input_ids = torch.full((len(rows), prefix + width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, r in enumerate(rows):
+        rest = r[prefix:]
+        input_ids[row, :prefix] = torch.tensor(r[:prefix], dtype=torch.long)
+        input_ids[row, prefix + width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+        mask[row, :prefix] = 1
+        mask[row, prefix + width - len(rest):] = 1
+    return input_ids.to(device), mask.to(device)
 
 
 def original_gen(model, tokenizer, question: str, template: PromptTemplate | str = DEFAULT_TEMPLATE,

@@ -164,6 +164,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
 
     todo = [(s, system) for s in sets for system in cfg.systems
             if not (run.evaluation(system, s) / "metrics.json").exists()
+            and not (system in OPEN_BOOK and s not in cfg.open_book_sets)
             and not (system == "open-book" and not all(q.get("context") for q in sets[s]))]
     if todo:
         t = stage("evaluate")

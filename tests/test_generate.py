@@ -46,3 +46,18 @@ def test_ask_with_adapter_one_question_and_a_file(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     lines = [line for line in res.output.splitlines() if "\t" in line]
     assert len(lines) == 3 and lines[1].split("\t")[0] == qa[1]["question"]
+
+
+def test_shared_head_cache_changes_no_answer(tiny_run):
+    """The template's preamble runs once per call; every answer is what the plain batched path gives."""
+    from korquad_tune.generate import common_prefix_length, generate_from_prompts
+    from korquad_tune.prompts import get_template, reader_prompt
+    qa = load_qa(tiny_run)
+    model, tok, names = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])
+    closed = [get_template("alpaca").prompt(r["question"]) for r in qa]
+    opened = [reader_prompt(r["context"], r["question"]) for r in qa]
+    for prompts in (closed, opened):
+        assert common_prefix_length([tok(p).input_ids for p in prompts]) >= 15
+        assert generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=True) == \
+            generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=False)
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 0  # nothing left to a row: no sharing

@@ -12,6 +12,7 @@ seconds/epoch; tokens/second counts the non-padding tokens each step processed.
 
     python bench/training.py [--steps 12] [--threads 2]
     python bench/training.py --prefix [--steps 12]     # shared_prefix off vs on, same data/seed; losses compared
+    python bench/training.py --head [--steps 12]       # TRL's fused head vs korquad-tune's loss-position head
 """
 
 from __future__ import annotations
@@ -135,19 +136,26 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prefix", action="store_true", help="compare shared_prefix off / on instead")
+    p.add_argument("--head", action="store_true", help="compare TRL's fused head / ours instead")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_train_config("cpu-default", {"threads": args.threads, "bf16": False, "save_steps": 10_000,
-                                            "logging_steps": 1, "lora_dropout": 0.0 if args.prefix else 0.05})
+                                            "logging_steps": 1,
+                                            "lora_dropout": 0.0 if args.prefix or args.head else 0.05})
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         prepare(run, articles=3, holdout=False)  # the 85 questions of the seed's experiment
         augment(run, backend="shipped")
-        if args.prefix:  # dropout off: with it, the shared head would draw one dropout mask for all rows
-            plain = run_ours(run, args.steps, cfg.model_copy(update={"shared_prefix": False}), "per-row prompt")
-            shared = run_ours(run, args.steps, cfg, "shared prompt head once per batch")
-            result = {"threads": args.threads, "model": cfg.model, "plain": plain, "shared_prefix": shared,
+        if args.prefix or args.head:  # dropout off: with it, a shared head draws one dropout mask for all rows
+            if args.prefix:
+                before, after = ({"shared_prefix": False}, "per-row prompt"), ({}, "shared prompt head once per batch")
+            else:
+                before = ({"loss_head": "trl", "shared_prefix": False}, "TRL's fused head")
+                after = ({"shared_prefix": False}, "loss-position head")
+            plain = run_ours(run, args.steps, cfg.model_copy(update=before[0]), before[1])
+            shared = run_ours(run, args.steps, cfg.model_copy(update=after[0]), after[1])
+            result = {"threads": args.threads, "model": cfg.model, "before": plain, "after": shared,
                       "epoch_speedup": plain["seconds_per_epoch"] / shared["seconds_per_epoch"],
                       "max_loss_difference": max(abs(a - b) for a, b in zip(plain["logged_losses"],
                                                                             shared["logged_losses"]))}

@@ -49,6 +49,10 @@ class TrainConfig(BaseModel):
     max_length: int = Field(256, ge=8, description="max tokens of a training example (prompt + answer)")
     loss: Literal["answer", "full"] = Field("answer", description="loss on answer tokens only, or everything")
     packing: bool = False
+    loss_head: Literal["positions", "trl"] = Field("positions", description="answer loss: `positions` applies the "
+                                                   "output layer only at answer positions (korquad-tune's); `trl` "
+                                                   "uses TRL's fused head (3x slower per step on CPU, see "
+                                                   "BENCHMARKS.md)")
     shared_prefix: bool = Field(True, description="compute the prompt head that every row of a batch shares once "
                                 "per batch (same loss, less work); answer loss only, no packing")
     lr_scheduler: str = Field("linear", description="transformers scheduler name")

@@ -94,18 +94,60 @@ def load_augmentation(run: RunDir) -> dict[str, list[str]]:
     return table
 
 
-# ---------------------------------------------------------------- speed: the shared prompt head once per batch
+# ---------------------------------------------------------------- speed: logits only where the loss is
+class _LossPositionsHead:
+    """Patches the output layer's forward so it runs only on positions that carry loss.
+
+    trl 1.16's SFTTrainer does the same with its fused head (`add_fused_lm_head`), but on these CPUs it took 3x
+    longer per step (it also tiles, computes entropy and top-1 for its metrics): `bench/training.py --head`
+    measures both. The model's own forward still runs (so DDP/accelerate hooks work); the head sees (B, T, H)
+    hidden states and returns (N, V) logits for the N positions in `keep`. Patching the instance (not replacing
+    the module) keeps state-dict keys, so checkpoints and adapters are unchanged.
+    """
+
+    def __init__(self, head):
+        self.head = head
+        self.keep = None
+        self._orig = head.forward
+        head.forward = self._forward
+
+    def _forward(self, hidden, *args, **kwargs):
+        if self.keep is not None and hidden.dim() == 3 and hidden.shape[:2] == self.keep.shape:
+            hidden = hidden[self.keep]
+        return self._orig(hidden, *args, **kwargs)
+
+    def restore(self):
+        self.head.forward = self._orig
+
+
+def _find_output_head(model):
+    inner = model
+    for attr in ("module", "base_model", "model"):  # DDP -> peft -> causal LM
+        while hasattr(inner, attr) and not hasattr(inner, "lm_head"):
+            inner = getattr(inner, attr)
+    return getattr(inner, "lm_head", None), getattr(inner, "config", None)
+
+
 def make_trainer_class():
+    import torch
+    import torch.nn.functional as F
     from trl import SFTTrainer
 
-    class SharedPrefixSFTTrainer(SFTTrainer):
-        """TRL's SFTTrainer (whose fused head already applies the output layer only where the loss is) that runs
-        the prompt head every row of a batch shares (the Alpaca preamble: ~40% of a row) once, not once per row."""
+    class AnswerLossSFTTrainer(SFTTrainer):
+        """SFTTrainer whose loss applies the output layer only at answer positions, and runs the prompt head that
+        every row of a batch shares (the Alpaca preamble: ~40% of a row) once rather than once per row."""
 
-        def __init__(self, *args, shared_prefix: bool = True, **kwargs):
+        def __init__(self, *args, answer_logits_only: bool = True, shared_prefix: bool = True, **kwargs):
             super().__init__(*args, **kwargs)
+            self._patched = None
+            if answer_logits_only:
+                head, config = _find_output_head(self.model)
+                if head is not None:
+                    self._patched = _LossPositionsHead(head)
+                    self._softcap = getattr(config, "final_logit_softcapping", None)
             # one process only: under DDP the parameters would be used by two forward calls per step
-            self.shared_prefix = shared_prefix and self.args.world_size == 1
+            self.shared_prefix = shared_prefix and self._patched is not None and self.args.world_size == 1
+            self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides by GA steps
 
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
@@ -116,27 +158,45 @@ def make_trainer_class():
                 lengths=[len(ids) for ids in dataset["input_ids"]], seed=self.args.data_seed or self.args.seed)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            prefix = shared_prefix_length(inputs["input_ids"], inputs["labels"]) \
-                if self.shared_prefix and model.training else 0
+            if self._patched is None or not model.training:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            fwd = {k: v for k, v in inputs.items() if k not in ("labels", "completion_mask")}
+            prefix = shared_prefix_length(inputs["input_ids"], labels) if self.shared_prefix else 0
             if prefix:
-                inputs = self._with_prefix_cache(inputs, prefix)
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                fwd = self._with_prefix_cache(fwd, prefix)
+                labels = labels[:, prefix:]
+            keep = labels.new_zeros(labels.shape, dtype=bool)
+            keep[:, :-1] = labels[:, 1:] != -100  # position t predicts token t+1
+            targets = labels[:, 1:][labels[:, 1:] != -100]
+            self._patched.keep = keep
+            try:
+                outputs = model(**fwd, use_cache=False)
+            finally:
+                self._patched.keep = None
+            logits = outputs.logits
+            if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
+                raise RuntimeError("output head did not honour the loss-position mask")
+            logits = logits.float()
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            loss = F.cross_entropy(logits, targets)
+            return (loss, outputs) if return_outputs else loss
 
-        def _with_prefix_cache(self, inputs: dict, prefix: int) -> dict:
+        def _with_prefix_cache(self, fwd: dict, prefix: int) -> dict:
             """Run the shared head through the backbone once (with gradients, no output layer) and let every row
             attend to its keys/values; the rows then hold only what follows it."""
-            import torch
             from peft import PeftModel
             base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
             backbone = getattr(base, base.base_model_prefix)
-            ids = inputs["input_ids"]
+            ids = fwd["input_ids"]
             cache = backbone(input_ids=ids[:1, :prefix], use_cache=True).cache
             cache.batch_repeat_interleave(ids.shape[0])
             positions = torch.arange(prefix, ids.shape[1], device=ids.device).expand(ids.shape[0], -1)
-            return {"input_ids": ids[:, prefix:], "attention_mask": inputs["attention_mask"], "cache": cache,
-                    "position_ids": positions, "labels": inputs["labels"][:, prefix:]}
+            return {"input_ids": ids[:, prefix:], "attention_mask": fwd["attention_mask"], "cache": cache,
+                    "position_ids": positions}
 
-    return SharedPrefixSFTTrainer
+    return AnswerLossSFTTrainer
 
 
 class RecordingCollator:
@@ -339,7 +399,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     peft_config = _lora_config(cfg) if cfg.method == "lora" else None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                           peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
-                          shared_prefix=cfg.shared_prefix and not cfg.packing)
+                          answer_logits_only=cfg.loss == "answer" and not cfg.packing and cfg.loss_head == "positions",
+                          shared_prefix=cfg.shared_prefix)
     recorder = None
     if os.environ.get("KORQUAD_TUNE_RECORD_BATCHES") == "1":
         recorder = trainer.data_collator = RecordingCollator(trainer.data_collator)
@@ -348,6 +409,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     started = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - started
+    if trainer._patched is not None:
+        trainer._patched.restore()
     if recorder is not None:
         write_json(ckpt_dir / f"seen_batches_rank{trainer.args.process_index}.json", recorder.seen)
 

@@ -208,3 +208,28 @@ def test_passages_and_reader_adapters_train_on_what_they_should(held_run, tmp_pa
     got = answerer.answer([q["question"] for q in qa], "reader", contexts=[q["context"] for q in qa],
                           max_new_tokens=4)
     assert len(got) == 2
+
+
+def test_passages_adapter_can_start_from_aug_and_replay_a_little(held_run, tmp_path):
+    import shutil
+
+    from korquad_tune.augment import augment
+    from korquad_tune.config import load_train_config
+    from korquad_tune.models import ADAPTER_META
+    from korquad_tune.train import train
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    augment(run, backend="shipped")
+    study(run, backend="rules")
+    cfg = load_train_config("tiny-test", {"epochs": 1, "passages_from": "aug", "replay_paraphrases": 1,
+                                          "passage_text": False})
+    res = runner.invoke(app, ["train", str(run), "--preset", "tiny-test", "--passages", "--set", "passages_from=aug"])
+    assert res.exit_code == 2 and "passages_from='aug' needs it" in res.output  # aug is not trained yet
+    aug = train(run, cfg, augment=True)
+    passages = train(run, cfg, passages=True)
+    meta = json.loads((passages / ADAPTER_META).read_text())
+    material = load_material(RunDir(run))
+    assert meta["examples"] == 57 * 2 + len(material["qa"])  # originals + one paraphrase each + the material
+    from safetensors.torch import load_file
+    a, p = load_file(str(aug / "adapter_model.safetensors")), load_file(str(passages / "adapter_model.safetensors"))
+    assert a.keys() == p.keys() and any(not (a[k] == p[k]).all() for k in a)  # same adapter, trained further

@@ -36,6 +36,10 @@ class TrainConfig(BaseModel):
                                            "then appears 1+n times per pass); None = `epochs`")
     passages_epochs: float | None = Field(None, gt=0, description="passes for the `passages` adapter (QA, paraphrases "
                                           "and passage material); None = augmented_epochs")
+    passages_from: str | None = Field(None, description="`passages` adapter: start from this adapter of the run "
+                                      "(e.g. aug) and learn the material on top, replaying only the originals and "
+                                      "`replay_paraphrases` paraphrases each; None = learn everything from scratch")
+    replay_paraphrases: int = Field(2, ge=0, description="with passages_from: paraphrases per question replayed")
     material_repeats: int = Field(1, ge=1, description="`passages` adapter: each question made from the paragraphs "
                                   "appears this many times per pass (a fact has few phrasings; a question many)")
     passage_text: bool = Field(True, description="`passages` adapter: learn the paragraphs as plain text too")

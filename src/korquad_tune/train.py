@@ -332,7 +332,10 @@ def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, read
     if reader:
         return [], [], [(r["context"], r["question"], r["answers"][0]) for r in qa]
     augmentation = load_augmentation(run) if augment else None
-    pairs = training_pairs(qa, augmentation, cfg.paraphrases_per_question)
+    per_question = cfg.paraphrases_per_question
+    if passages and cfg.passages_from is not None:  # QA already learnt: replay a little of it, not all
+        per_question = cfg.replay_paraphrases
+    pairs = training_pairs(qa, augmentation, per_question)
     texts: list[str] = []
     if passages:
         from korquad_tune.passages import load_material, material_texts
@@ -397,6 +400,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     )
     trainer_cls = make_trainer_class()
     peft_config = _lora_config(cfg) if cfg.method == "lora" else None
+    if passages and cfg.passages_from is not None:
+        model, peft_config = _continue_from(run, cfg.passages_from, model), None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                           peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
                           answer_logits_only=cfg.loss == "answer" and not cfg.packing and cfg.loss_head == "positions",
@@ -418,6 +423,17 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         _save_adapter(trainer, tok, out, cfg, resolved.spec, name, augment, len(dataset), seconds, result, resume,
                       {"passages": passages, "reader": reader, "texts": len(texts)})
     return out
+
+
+def _continue_from(run: RunDir, name: str, model):
+    """The base model with adapter `name` of this run loaded as trainable: the passages adapter then learns the
+    material on top of what that adapter already knows (QA first, then passages)."""
+    from peft import PeftModel
+    folder = run.adapter(name)
+    if not (folder / ADAPTER_META).exists():
+        raise KorquadTuneError(f"{folder}: not trained yet; passages_from={name!r} needs it (train it first, or "
+                               "set passages_from: null)")
+    return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
 
 
 def _check_resume_settings(ckpt_dir: Path, last: str | None, cfg: TrainConfig, dataset, model_spec: str) -> None:

@@ -276,12 +276,31 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         if len(question) > MAX_QUESTION_CHARS or len(question) < 8:
             continue
         pairs.append((question, answer))
+        core = core_question(question, wh)
+        if core and core != question:
+            pairs.append((core, answer))
         if next_tag not in ("VCP", "JKG") and chunk.kind != "quantity":
             relative = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,
                                           topic if add_topic else "")
             if relative and answer_free(relative, answer) and 8 <= len(relative) <= MAX_QUESTION_CHARS:
                 pairs.append((relative, answer))
     return pairs
+
+
+CORE_WINDOW = 3  # words kept on each side of the wh-word
+
+
+def core_question(question: str, wh: str) -> str | None:
+    """The same question cut to the words around its wh-word, its topic and its predicate: people ask about one
+    fact of a long sentence with few of its other words, and a small model matches what it was shown."""
+    words = question.split()
+    at = next((i for i, w in enumerate(words) if w.startswith(wh.split()[0])), None)
+    if at is None or len(words) <= 2 * CORE_WINDOW + 3:
+        return None
+    keep = set(range(max(0, at - CORE_WINDOW), min(len(words), at + CORE_WINDOW + 1))) | {len(words) - 1}
+    if words[0].endswith(("은", "는", "이", "가")):
+        keep.add(0)  # the topic: who or what the sentence is about
+    return " ".join(words[i] for i in sorted(keep))
 
 
 def answer_free(question: str, answer: str) -> bool:

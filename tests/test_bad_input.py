@@ -242,3 +242,18 @@ def test_openai_endpoint_answering_html(small_run, fake_openai, monkeypatch):
     finally:
         server.shutdown()
     assert not (small_run / "augmentation.json").exists()
+
+
+def test_adapter_trained_on_a_relative_model_path_loads_from_another_folder(small_run, tmp_path, monkeypatch):
+    from korquad_tune.models import resolve_model
+    model_dir = tmp_path / "models" / "tiny"
+    shutil.copytree(resolve_model("tiny-random").path, model_dir)
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", str(small_run), "--preset", "tiny-test", "--no-augment", "--model",
+                              "models/tiny", "--max-steps", "2"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((small_run / "adapters" / "no-aug" / "korquad_tune.json").read_text())
+    assert meta["model"] == str(model_dir.resolve())
+    monkeypatch.chdir(small_run)  # somewhere else entirely
+    res = runner.invoke(app, ["ask", "헤이그의 부인은?", "--adapter", str(small_run / "adapters" / "no-aug")])
+    assert res.exit_code == 0, res.output

@@ -17,13 +17,19 @@ def test_run_end_to_end_and_resume(tmp_path):
     res = runner.invoke(app, ["run", "--config", str(config), "--out", str(out)])
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["sets"]) == {"trained", "heldout"}
-    for s in ("trained", "heldout"):
-        assert set(metrics["sets"][s]) == {"base", "retrieval", "no-aug", "aug"}
-    assert metrics["sets"]["heldout"]["aug"]["n"] == 22
+    assert list(metrics["sets"]) == ["trained", "paraphrased", "rephrased", "unseen"]
+    closed = {"base", "retrieval", "no-aug", "aug", "passages"}
+    for s in ("trained", "rephrased", "unseen"):
+        assert set(metrics["sets"][s]) == closed | {"open-book", "rag"}
+    assert set(metrics["sets"]["paraphrased"]) == closed  # open-book and rag skip it by default (open_book_sets)
+    n = {s: metrics["sets"][s]["aug"]["n"] for s in metrics["sets"]}
+    assert n == {"trained": 8, "paraphrased": 16, "rephrased": 1, "unseen": 2}  # 11 questions of article 1
     assert metrics["sets"]["trained"]["aug"]["exact_match"] >= 80
+    assert metrics["sets"]["unseen"]["retrieval"]["exact_match"] == 0  # no training question asks these
     report = (out / "report.md").read_text()
-    assert "held-out paraphrases" in report and "| aug |" in report and "McNemar" in report
+    assert "LLM paraphrases" in report and "| passages |" in report and "McNemar" in report
+    assert "as a share of rag's" in report
+    assert (out / "material.json").exists() and (out / "adapters" / "reader").exists()
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
 
     adapter = out / "adapters" / "aug" / "adapter_model.safetensors"

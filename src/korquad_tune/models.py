@@ -45,6 +45,12 @@ class ResolvedModel:
     path: str  # a local folder, or a hub id
     kind: str  # builtin | folder | gguf | hub
 
+    @property
+    def portable_spec(self) -> str:
+        """What an adapter records as its base model: a local path made absolute, so the adapter loads from any
+        working directory; builtin names and hub ids as typed."""
+        return str(Path(self.spec).expanduser().resolve()) if self.kind in ("folder", "gguf") else self.spec
+
 
 def _gemma_gguf() -> Path:
     try:
@@ -213,7 +219,9 @@ def check_adapter_matches(adapter_dir: str | Path, resolved: ResolvedModel) -> d
     """Refuse an adapter trained on another base model, with a message naming both."""
     meta = read_adapter_meta(adapter_dir)
     trained_on = meta.get("model")
-    if trained_on and trained_on != resolved.spec and Path(trained_on).expanduser() != Path(resolved.spec):
+    same = trained_on in (resolved.spec, resolved.portable_spec) or \
+        Path(trained_on or "").expanduser().resolve() == Path(resolved.spec).expanduser().resolve()
+    if trained_on and not same:
         raise KorquadTuneError(f"{adapter_dir}: this adapter was trained on base model {trained_on!r}, "
                                f"not {resolved.spec!r}; pass --model {trained_on}")
     return meta

@@ -420,7 +420,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         write_json(ckpt_dir / f"seen_batches_rank{trainer.args.process_index}.json", recorder.seen)
 
     if trainer.is_world_process_zero():
-        _save_adapter(trainer, tok, out, cfg, resolved.spec, name, augment, len(dataset), seconds, result, resume,
+        _save_adapter(trainer, tok, out, cfg, resolved.portable_spec, name, augment, len(dataset), seconds, result, resume,
                       {"passages": passages, "reader": reader, "texts": len(texts)})
     return out
 

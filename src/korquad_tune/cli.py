@@ -18,7 +18,7 @@ from korquad_tune.prompts import DEFAULT_TEMPLATE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Turn SQuAD-format Q/A knowledge into a small fine-tuned LLM, and measure it honestly.")
-console = Console()
+console = Console(markup=False, highlight=False)  # paths and questions print verbatim ("[draft].json")
 err = Console(stderr=True)
 
 
@@ -73,13 +73,14 @@ def prepare(out: Path = typer.Option(..., "--out", help="run directory to write 
     for key, what in (("empty_contexts_skipped", "paragraphs with an empty context"),
                       ("answers_not_in_context_skipped", "questions whose answer is not in their paragraph")):
         if counts[key]:
-            console.print(f"[yellow]skipped {counts[key]} {what}", highlight=False)
+            console.print(f"skipped {counts[key]} {what}", style="yellow")
     if s.duplicate_questions:
-        console.print(f"[yellow]{sum(s.duplicate_questions.values()) - len(s.duplicate_questions)} questions repeat "
-                      f"another's text ({len(s.duplicate_questions)} texts); all kept, listed in prepare.json")
+        console.print(f"{sum(s.duplicate_questions.values()) - len(s.duplicate_questions)} questions repeat "
+                      f"another's text ({len(s.duplicate_questions)} texts); all kept, listed in prepare.json",
+                      style="yellow")
     if s.answer_start_mismatches:
-        console.print(f"[yellow]warning: {s.answer_start_mismatches} answers have an answer_start that does not "
-                      "point at their text (kept)")
+        console.print(f"warning: {s.answer_start_mismatches} answers have an answer_start that does not "
+                      "point at their text (kept)", style="yellow")
 
 
 @app.command("export-autotrain")
@@ -287,7 +288,7 @@ def models() -> None:
     from korquad_tune.config import preset_names
     from korquad_tune.models import BUILTIN_MODELS, cache_dir
     for name, desc in BUILTIN_MODELS.items():
-        console.print(f"[bold]{name}[/]: {desc}")
+        console.print(f"{name}: {desc}", style="bold")
     console.print(f"cache: {cache_dir()}")
     console.print("presets: " + ", ".join(preset_names()))
 

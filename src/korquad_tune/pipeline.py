@@ -124,7 +124,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
                       + dump_yaml(train_cfg))
 
     def stage(name: str):
-        console.rule(f"[bold]{name}")
+        from rich.text import Text
+        console.rule(Text(name, style="bold"))
         return time.time()
 
     if not run.qa.exists():

@@ -100,7 +100,7 @@ def test_rules_grammar_examples():
 
 
 def test_rules_backend_cli(tmp_path):
-    prepare(tmp_path, articles=1)
+    prepare(tmp_path, articles=1, holdout=False)  # the 11 questions of article 1
     res = runner.invoke(app, ["augment", str(tmp_path), "--backend", "rules", "--n", "5"])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "augmentation.json").read_text())
@@ -109,7 +109,7 @@ def test_rules_backend_cli(tmp_path):
 
 # ------------------------------------------------------------------ file backend
 def test_file_backend_json_and_jsonl(tmp_path):
-    prepare(tmp_path, articles=1)
+    prepare(tmp_path, articles=1, holdout=False)  # the 11 questions of article 1
     q = load_qa(tmp_path)[0]["question"]
     f = tmp_path / "aug.json"
     f.write_text(json.dumps({q: ["임종석이 지명수배된 날짜는 언제인가?", "임종석이 수배된 날은?"]}, ensure_ascii=False))
@@ -128,7 +128,7 @@ def test_file_backend_json_and_jsonl(tmp_path):
 # ------------------------------------------------------------------ openai backend, real HTTP
 def test_openai_backend_survives_429_500_timeout_and_garbage(tmp_path, fake_openai, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    prepare(tmp_path, articles=1)
+    prepare(tmp_path, articles=1, holdout=False)  # the 11 questions of article 1
     server = fake_openai(script=["429", "500", "timeout", "garbage"])
     _, s = augment(tmp_path, backend="openai", base_url=server.url, model="fake", concurrency=1, timeout=0.5)
     doc = json.loads((tmp_path / "augmentation.json").read_text())
@@ -139,7 +139,7 @@ def test_openai_backend_survives_429_500_timeout_and_garbage(tmp_path, fake_open
 
 
 def test_openai_backend_resumes_after_a_kill_without_asking_again(tmp_path, fake_openai):
-    prepare(tmp_path, articles=1)
+    prepare(tmp_path, articles=1, holdout=False)  # the 11 questions of article 1
     server = fake_openai(delay=0.3)
     cmd = [sys.executable, "-m", "korquad_tune.cli", "augment", str(tmp_path), "--backend", "openai",
            "--base-url", server.url, "--model", "fake", "--concurrency", "1"]
@@ -167,7 +167,7 @@ def test_openai_backend_resumes_after_a_kill_without_asking_again(tmp_path, fake
 
 def test_unreachable_endpoint_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    prepare(tmp_path, articles=1)
+    prepare(tmp_path, articles=1, holdout=False)  # the 11 questions of article 1
     res = runner.invoke(app, ["augment", str(tmp_path), "--backend", "openai", "--base-url",
                               "http://127.0.0.1:9/v1", "--timeout", "1"])
     assert res.exit_code == 2 and "cannot reach" in res.output

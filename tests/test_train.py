@@ -59,7 +59,7 @@ def _adapter_tensors(folder: Path) -> dict:
 
 def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
     for name in ("a", "b"):
-        prepare(tmp_path / name, articles=3)
+        prepare(tmp_path / name, articles=3, holdout=False)
     args = ["--preset", "tiny-test", "--no-augment", "--epochs", "6", "--save-steps", "10"]
     # uninterrupted
     subprocess.run(CLI + ["train", str(tmp_path / "a")] + args, check=True, capture_output=True)
@@ -87,7 +87,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
 
 def test_two_process_ddp_on_cpu(tmp_path):
     """A real 2-process data-parallel run (torch.distributed, gloo on CPU), as `accelerate launch` starts one."""
-    prepare(tmp_path, articles=1)
+    prepare(tmp_path, articles=1, holdout=False)  # the 11 questions of article 1
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KORQUAD_TUNE_RECORD_BATCHES": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "-m", "korquad_tune.cli", "train", str(tmp_path), "--preset", "tiny-test",
@@ -113,7 +113,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
 ])
 def test_bad_training_requests_are_one_line_errors(tmp_path, argv, message):
     prepared = tmp_path / "prepared"
-    prepare(prepared, articles=1)
+    prepare(prepared, articles=1, holdout=False)
     argv = [a.format(run=tmp_path / "empty", prepared=prepared) for a in argv]
     res = runner.invoke(app, argv)
     assert res.exit_code == 2, res.output

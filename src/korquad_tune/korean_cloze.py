@@ -111,8 +111,7 @@ def _counter(text: str, tokens, chunk: Chunk) -> str:
 def _is_person(surface: str, tokens, chunk: Chunk, title: str) -> bool:
     if surface.endswith(_PERSON_HEADS):
         return True
-    forms = [t for t in tokens[chunk.start:chunk.end]]
-    hangul_name = all(t.tag == "NNP" for t in forms) and 2 <= len(surface.replace(" ", "")) <= 4 \
+    hangul_name = all(t.tag == "NNP" for t in tokens[chunk.start:chunk.end]) and 2 <= len(surface.replace(" ", "")) <= 4 \
         and re.fullmatch(r"[가-힣 ]+", surface) is not None and not surface.endswith(_PLACE_HEADS)
     return hangul_name or surface == title
 
@@ -168,7 +167,7 @@ def clauses(tokens) -> list[list]:
             current = []
     if current:
         out.append(current)
-    return [c for c in out if c and c[-1].tag != "SP" or len(c) > 1]
+    return [c for c in out if len(c) > 1 or c[-1].tag != "SP"]  # a lone comma is no clause
 
 
 def _question_ending(text: str, tokens) -> tuple[int, str, str | None] | None:

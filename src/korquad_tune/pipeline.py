@@ -38,9 +38,6 @@ def _fingerprint(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-INPUTS = ("qa", "augmentation", "material")  # files later stages are made from
-
-
 def file_sha1(path: Path) -> str | None:
     return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
 

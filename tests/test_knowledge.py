@@ -102,6 +102,14 @@ def test_a_sentence_becomes_questions_with_the_right_wh_word_and_topic():
     assert ("임종석이 조사를 받은 곳은?", "청량리경찰서") in pairs
 
 
+def test_a_name_and_its_kind_become_a_question_about_the_name():
+    pairs = set(sentence_questions("노아는 방주를 아라랏 산에 멈추게 했다.", "노아의 방주"))
+    assert ("노아가 방주를 멈추게 한 곳은?", "아라랏 산") in pairs
+    assert ("노아가 방주를 멈추게 한 산은?", "아라랏") in pairs  # KorQuAD's answers name the thing, not its kind
+    pairs = set(sentence_questions("미야코 만 해전에서는 폭풍우를 만나 하치노헤 항에서 대기했다.", ""))
+    assert ("미야코 만 해전에서 폭풍우를 만나 대기한 항은?", "하치노헤") in pairs  # not "해전에서가"
+
+
 def test_cloze_questions_invent_nothing_and_never_leak_the_answer():
     records, _ = parse_squad(shipped_dev_path(), articles=3)
     context, title = records[0]["context"], records[0]["title"]

@@ -283,7 +283,31 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
                                           topic if add_topic else "")
             if relative and answer_free(relative, answer) and 8 <= len(relative) <= MAX_QUESTION_CHARS:
                 pairs.append((relative, answer))
+            split = name_and_head(tokens, chunk, sentence) if chunk.kind == "noun" else None
+            if split is not None:  # "…탈출한 해역은?" -> 시나가와 (KorQuAD answers name the thing, not its kind)
+                name, head = split
+                named = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,
+                                           topic if add_topic else "", head=head)
+                if named and answer_free(named, name) and 8 <= len(named) <= MAX_QUESTION_CHARS:
+                    pairs.append((named, name))
     return pairs
+
+
+def name_and_head(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | None:
+    """A noun phrase of a name and the kind of thing it names, split: "시나가와 해역" -> (시나가와, 해역),
+    "군함 초요마루" -> (초요마루, 군함). None where the phrase is not of that shape."""
+    words = _surface(sentence, tokens, chunk).split()
+    if len(words) < 2:
+        return None
+    last_word_tags = {t.tag for t in tokens[chunk.start:chunk.end]
+                      if _surface(sentence, tokens, Chunk(chunk.start, chunk.end, "noun")).endswith(words[-1])
+                      and sentence[t.start:t.start + t.len] in words[-1]}
+    kind_like = re.fullmatch(r"[가-힣]{1,3}", words[-1]) is not None
+    if "NNP" in last_word_tags and re.fullmatch(r"[가-힣]{1,3}", words[-2]) and len(words[-1]) >= 2:
+        return words[-1], words[-2]
+    if kind_like and "NNP" not in last_word_tags and words[-1] not in _BOUNDARY_NOUNS:
+        return " ".join(words[:-1]), words[-1]
+    return None
 
 
 CORE_WINDOW = 3  # words kept on each side of the wh-word
@@ -307,10 +331,12 @@ def answer_free(question: str, answer: str) -> bool:
 
 
 def _relative_question(sentence: str, tokens, chunk: Chunk, cut_end: int, pred_start: int, relative: str,
-                       wh: str, topic: str) -> str | None:
+                       wh: str, topic: str, head: str | None = None) -> str | None:
     """KorQuAD's own style: the answer's slot becomes a head noun after the relative clause.
     "임종석은 …로 지명수배되었다" (answer: the date) -> "임종석이 …로 지명수배된 날은?"."""
-    if chunk.kind in ("date", "year"):
+    if head is not None:
+        pass
+    elif chunk.kind in ("date", "year"):
         head = "해" if chunk.kind == "year" else ("날" if any(t.form == "일" for t in tokens[chunk.start:chunk.end])
                                                  else "때")
     elif wh.startswith(("누구", "누가")):
@@ -324,8 +350,14 @@ def _relative_question(sentence: str, tokens, chunk: Chunk, cut_end: int, pred_s
                          and t.start + t.len <= len(before)), None)
     if topic_marker is not None:  # the topic of a sentence is the subject of a relative clause: 은/는 -> 이/가
         word = before[:topic_marker.start]
-        before = word + particle(word, "이/가") + before[topic_marker.start + topic_marker.len:]
-    body = before + sentence[cut_end:pred_start]
+        after_particle = any(t.tag.startswith("JK") and t.start + t.len == topic_marker.start for t in tokens)
+        before = word + ("" if after_particle else particle(word, "이/가")) + \
+            before[topic_marker.start + topic_marker.len:]  # "해전에서는" -> "해전에서", not "해전에서가"
+    rest = sentence[cut_end:pred_start]
+    leftover = next((t for t in tokens if t.start == cut_end and t.tag == "JX"), None)
+    if leftover is not None:  # "어디에서는" kept its 는; the relative clause has no place for it
+        rest = rest[leftover.len:]
+    body = before + rest
     if topic:
         body = f"{topic}{particle(topic, '이/가')} {body}"
     return " ".join(f"{body} {relative} {head}{particle(head, '은/는')}?".split())

@@ -40,7 +40,7 @@ def main() -> None:
         results[name] = {"train_seconds": meta.get("train_seconds"), "examples": meta.get("examples"),
                          "final_loss": meta.get("final_loss")}
         for set_name, questions in sets.items():
-            answers = answerer.answer([q["question"] for q in questions], name, 16, cfg.max_new_tokens)
+            answers = answerer.answer([q["question"] for q in questions], name, 16, cfg.eval.max_new_tokens)
             _, m = score_predictions(questions, {q["id"]: a for q, a in zip(questions, answers)})
             results[name][set_name] = {"em": round(m["exact_match"], 1), "f1": round(m["f1"], 1), "n": m["n"]}
         print(name, json.dumps(results[name], ensure_ascii=False))

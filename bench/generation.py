@@ -17,10 +17,25 @@ import time
 
 import torch
 
+from korquad_tune.prompts import DEFAULT_TEMPLATE
+
+
+def original_gen(model, tokenizer, question: str, template: str = DEFAULT_TEMPLATE,
+                 max_new_tokens: int = 128) -> str:
+    """The original notebook's `gen()`: one question, no stop rule, 128 new tokens (benchmark baseline)."""
+    from korquad_tune.prompts import get_template
+    template = get_template(template)
+    prompt = template.prompt(question, tokenizer)
+    enc = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False).to(next(model.parameters()).device)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+    return tokenizer.decode(out[0], skip_special_tokens=True).replace(prompt, "")
+
 
 def main() -> None:
     from korquad_tune.data import parse_squad, shipped_dev_path
-    from korquad_tune.generate import generate_answers, original_gen
+    from korquad_tune.generate import generate_answers
     from korquad_tune.models import load_model_with_adapters
 
     p = argparse.ArgumentParser()

@@ -41,7 +41,7 @@ def main() -> None:
                                       "data": doc["data"][args.skip:args.skip + args.articles]},
                                      ensure_ascii=False), encoding="utf-8")
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
-    config = {"data": str(subset), "articles": None, "augment_backend": "rules", "train": overrides,
+    config = {"data": str(subset), "articles": None, "augment": {"backend": "rules"}, "train": overrides,
               "study": {"backend": "rules"}}
     if args.systems:
         config["systems"] = args.systems.split(",")

@@ -81,7 +81,7 @@ def run_baseline(run_dir: Path, steps: int, cfg) -> dict:
     from korquad_tune.models import load_base_model, load_tokenizer, resolve_model
     from korquad_tune.prompts import get_template
     from korquad_tune.rundir import RunDir
-    from korquad_tune.train import load_augmentation, training_pairs
+    from korquad_tune.data import load_augmentation, training_pairs
 
     resolved = resolve_model(cfg.model)
     tok = load_tokenizer(resolved)

@@ -13,10 +13,9 @@ from typer.testing import CliRunner
 
 from korquad_tune.augment import augment, filter_paraphrases, load_shipped_heldout, parse_list
 from korquad_tune.cli import app
-from korquad_tune.data import load_qa, prepare
+from korquad_tune.data import load_augmentation, load_qa, prepare, training_pairs
 from korquad_tune.korean_rules import keeps_entities, protected_spans, rule_paraphrases
 from korquad_tune.rundir import RunDir
-from korquad_tune.train import load_augmentation, training_pairs
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from korquad_tune.cli import app
 from korquad_tune.data import prepare
-from korquad_tune.io import read_jsonl, write_jsonl
+from korquad_tune.fileio import read_jsonl, write_jsonl
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from korquad_tune import KorquadTuneError
 from korquad_tune.cli import app
 from korquad_tune.data import parse_squad, prepare, shipped_dev_path
-from korquad_tune.io import read_jsonl
+from korquad_tune.fileio import read_jsonl
 
 SHARED_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "KorQuAD_v1.0_dev.json"
 runner = CliRunner()

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from korquad_tune.cli import app
 from korquad_tune.data import load_qa
-from korquad_tune.evaluate import retrieval_pairs
-from korquad_tune.io import read_jsonl, write_jsonl
+from korquad_tune.data import run_pairs
+from korquad_tune.fileio import read_jsonl, write_jsonl
 from korquad_tune.retrieval import RetrievalAnswerer, morphemes
 
 runner = CliRunner()
@@ -20,7 +20,7 @@ def test_morphemes_drop_particles():
 
 def test_retrieval_finds_its_own_training_questions(run3):
     qa = load_qa(run3)
-    r = RetrievalAnswerer(retrieval_pairs(run3, augment=False))
+    r = RetrievalAnswerer(run_pairs(run3, augment=False))
     answers = r.answer([q["question"] for q in qa])
     right = sum(a in q["answers"] for a, q in zip(answers, qa))
     assert right >= 0.9 * len(qa)  # a few questions repeat with different answers

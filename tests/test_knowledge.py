@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from korquad_tune.cli import app
 from korquad_tune.data import parse_squad, prepare, shipped_dev_path, split_heldout
-from korquad_tune.io import read_jsonl
+from korquad_tune.fileio import read_jsonl
 from korquad_tune.korean_cloze import clean_title, cloze_questions, sentence_questions
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.passages import filter_material, load_material, parse_study_reply, study

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from korquad_tune.cli import app
-from korquad_tune.metrics import (aggregate, exact_match_score, f1_score, mcnemar, metric_max_over_ground_truths,
-                                  normalize_answer, score_one)
+from korquad_tune.metrics import exact_match_score, f1_score, metric_max_over_ground_truths, normalize_answer, score_one
+from korquad_tune.stats import aggregate, mcnemar
 
 
 @pytest.mark.parametrize("raw, normalized", [

@@ -12,7 +12,7 @@ runner = CliRunner()
 
 def test_run_end_to_end_and_resume(tmp_path):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"articles": 1, "preset": "tiny-test", "max_new_tokens": 16}))
+    config.write_text(yaml.safe_dump({"articles": 1, "preset": "tiny-test", "eval": {"max_new_tokens": 16}}))
     out = tmp_path / "run"
     res = runner.invoke(app, ["run", "--config", str(config), "--out", str(out)])
     assert res.exit_code == 0, res.output

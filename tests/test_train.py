@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from korquad_tune.cli import app
 from korquad_tune.config import load_train_config
-from korquad_tune.data import prepare
+from korquad_tune.data import prepare, training_pairs
 from korquad_tune.models import ADAPTER_META
-from korquad_tune.train import shared_prefix_length, tokenize_pair, training_pairs
+from korquad_tune.train import shared_prefix_length, tokenize_pair
 
 runner = CliRunner()
 CLI = [sys.executable, "-m", "korquad_tune.cli"]

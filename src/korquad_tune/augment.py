@@ -16,7 +16,7 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.llm_api import DEFAULT_API_MODEL
-from korquad_tune.io import iter_jsonl, read_json, write_json
+from korquad_tune.fileio import iter_jsonl, read_json, write_json
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.rundir import RunDir
 
@@ -190,5 +190,5 @@ def augment(run_dir: str | Path, backend: str = "shipped", n: int = 10, file: st
 
 
 def load_shipped_heldout() -> list[dict]:
-    from korquad_tune.io import read_jsonl
+    from korquad_tune.fileio import read_jsonl
     return read_jsonl(shipped_resource(SHIPPED_HELDOUT))

@@ -13,6 +13,9 @@ import typer
 from rich.console import Console
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.config import DEFAULT_PRESET
+from korquad_tune.evaluate import EVALUATE_SYSTEMS
+from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 
@@ -63,7 +66,7 @@ def prepare(out: Path = typer.Option(..., "--out", help="run directory to write 
     """Read a SQuAD-format v1 file into RUN_DIR/qa.jsonl (training questions), rephrased.jsonl and unseen.jsonl
     (held-out test sets) and passages.jsonl (the paragraphs)."""
     from korquad_tune.data import prepare as prepare_
-    from korquad_tune.io import read_json
+    from korquad_tune.fileio import read_json
     from korquad_tune.rundir import RunDir
     path, s = prepare_(out, data=data, articles=articles, limit=limit, holdout=holdout)
     counts = read_json(RunDir(out).prepare_summary)
@@ -158,7 +161,7 @@ def _knobs_help() -> str:
 @_guard
 def train_cmd(run_dir: Path,
               model: Optional[str] = typer.Option(None, help="base model (default: the preset's)"),
-              preset: str = typer.Option("cpu-default", help="preset name or YAML file"),
+              preset: str = typer.Option(DEFAULT_PRESET, help="preset name or YAML file"),
               name: Optional[str] = typer.Option(None, help="adapter name (default: aug / no-aug)"),
               no_augment: bool = typer.Option(False, "--no-augment", help="train on the original questions only"),
               passages: bool = typer.Option(False, "--passages", help="also learn material.json (from `study`)"),
@@ -167,11 +170,7 @@ def train_cmd(run_dir: Path,
               epochs: Optional[float] = None, learning_rate: Optional[float] = typer.Option(None, "--lr"),
               batch_size: Optional[int] = None, lora_r: Optional[int] = None,
               loss: Optional[str] = typer.Option(None, help="answer | full"),
-              packing: Optional[bool] = typer.Option(None, "--packing/--no-packing"),
-              quantization: Optional[str] = typer.Option(None, help="none | int4"),
               save_steps: Optional[int] = None, max_length: Optional[int] = None,
-              threads: Optional[int] = None, seed: Optional[int] = None,
-              report_to: Optional[str] = typer.Option(None, help="none | tensorboard"),
               set_: list[str] = typer.Option([], "--set", help="any other config field: key=value (YAML value)"),
               max_steps: Optional[int] = typer.Option(None, help="stop after N steps (smoke tests)")) -> None:
     import yaml
@@ -179,8 +178,7 @@ def train_cmd(run_dir: Path,
     from korquad_tune.config import load_train_config
     from korquad_tune.train import train
     overrides = dict(model=model, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                     lora_r=lora_r, loss=loss, packing=packing, quantization=quantization, save_steps=save_steps,
-                     max_length=max_length, threads=threads, seed=seed, report_to=report_to)
+                     lora_r=lora_r, loss=loss, save_steps=save_steps, max_length=max_length)
     for item in set_:
         key, sep, value = item.partition("=")
         if not sep:
@@ -210,10 +208,10 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         adapter: Optional[Path] = typer.Option(None, help="adapter folder from `train`"),
         file: Optional[Path] = typer.Option(None, help="answer every line of this file"),
         template: Optional[str] = typer.Option(None, help="prompt template (default: the adapter's)"),
-        max_new_tokens: int = 32, batch_size: int = 16) -> None:
+        max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE) -> None:
     """Answer one question, a file of questions (one a line), or questions typed at a prompt."""
-    from korquad_tune.evaluate import Answerer
-    from korquad_tune.io import read_text
+    from korquad_tune.evaluate import Systems
+    from korquad_tune.fileio import read_text
     if question is not None and not question.strip():
         raise KorquadTuneError("the question is empty; type a question, or leave it out for an interactive prompt")
     questions = None
@@ -221,14 +219,18 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         questions = [line.strip() for line in read_text(file).splitlines() if line.strip()]
         if not questions:
             raise KorquadTuneError(f"{file}: no questions in the file (one question a line)")
-    answerer = Answerer.load(model=model, adapter=adapter, template=template)
-    use = answerer.adapters[0] if answerer.adapters else None  # `--adapter X` means: answer with X
+    systems = Systems([adapter] if adapter else [], model, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                      template=template)
+    use = adapter.name if adapter else "base"  # `--adapter X` means: answer with X
+
+    def answers(texts: list[str], label: str | None = None) -> list[str]:
+        return systems.answer(use, [{"question": t} for t in texts], label)
+
     if questions is not None:
-        for q, a in zip(questions, answerer.answer(questions, use, batch_size=batch_size,
-                                                   max_new_tokens=max_new_tokens, progress_label="ask")):
+        for q, a in zip(questions, answers(questions, "ask")):
             typer.echo(f"{q}\t{a}")  # tab-separated, for scripts (rich would expand the tab)
     elif question is not None:
-        typer.echo(answerer.answer([question], use, max_new_tokens=max_new_tokens)[0])
+        typer.echo(answers([question])[0])
     else:
         console.print("Type a question (empty line or Ctrl-D to quit).")
         while True:
@@ -238,7 +240,31 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
                 break
             if not q:
                 break
-            typer.echo(answerer.answer([q], use, max_new_tokens=max_new_tokens)[0])
+            typer.echo(answers([q])[0])
+
+
+@app.command()
+@_guard
+def serve(target: Path = typer.Argument(..., help="a run folder (every adapter, retrieval, rag) or one adapter folder"),
+          host: str = typer.Option("127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)"),
+          port: int = typer.Option(8000, min=1, max=65535),
+          api_key: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer KEY' on /v1/"),
+          model: Optional[str] = typer.Option(None, help="base model (default: the adapters')"),
+          batch_size: int = typer.Option(BATCH_SIZE, min=1, help="most questions answered in one batch"),
+          screenshot: Optional[Path] = typer.Option(None, help="instead of serving: ask --question on the page in "
+                                                    "headless Chromium, save a PNG here and exit"),
+          question: str = typer.Option("임종석이 여의도 농민 폭력 시위를 주도한 혐의로 지명수배된 날은?",
+                                       help="the question --screenshot asks")) -> None:
+    """An OpenAI-compatible server (/v1/models, /v1/chat/completions, /v1/completions, streaming) and a web page
+    at / to ask every system side by side and browse the run's report."""
+    from korquad_tune import serve as serving
+    if screenshot is not None:
+        console.print(f"wrote {serving.screenshot(target, screenshot, question, model)}")
+        return
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[bold yellow]warning:[/] binding {host}: anyone who can reach this machine can use the server"
+                  + ("" if api_key else " (no --api-key set)"))
+    serving.serve(target, host, port, api_key, model, batch_size, console)
 
 
 @app.command()
@@ -247,17 +273,20 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
              out: Path = typer.Option(..., help="output folder"),
              model: Optional[str] = typer.Option(None, help="base model (default: the adapters', else gemma3-270m)"),
              adapter: list[Path] = typer.Option([], help="adapter folder(s); one base load serves all"),
-             system: list[str] = typer.Option([], help="base | finetuned | retrieval | openai | predictions"),
-             train_run: Optional[Path] = typer.Option(None, help="retrieval: run dir whose questions it indexes"),
+             system: list[str] = typer.Option([], help=" | ".join(EVALUATE_SYSTEMS) + " (finetuned = each --adapter; "
+                                              "open-book and rag need a reader --adapter)"),
+             train_run: Optional[Path] = typer.Option(None, help="retrieval / rag: run dir whose questions / "
+                                                      "paragraphs they look up"),
              predictions: Optional[Path] = typer.Option(None, help="predictions system: JSONL with id, prediction"),
              base_url: Optional[str] = typer.Option(None, help="openai system: endpoint"),
              api_model: str = typer.Option(DEFAULT_API_MODEL, help="openai system: model name"),
-             max_new_tokens: int = 32, batch_size: int = 16) -> None:
+             max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1) -> None:
     """Answer a question file with one or more systems; write predictions, metrics (with 95% CIs), a table."""
     from korquad_tune.evaluate import evaluate_systems, print_table
     results = evaluate_systems(questions, out, model=model, adapters=adapter, systems=system,
                                train_run=train_run, predictions=predictions, base_url=base_url,
-                               api_model=api_model, max_new_tokens=max_new_tokens, batch_size=batch_size)
+                               api_model=api_model, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               rag_k=rag_k)
     print_table(results, console, title=str(questions))
 
 
@@ -287,7 +316,7 @@ def models() -> None:
     """List the builtin models and training presets."""
     from korquad_tune.config import preset_names
     from korquad_tune.models import BUILTIN_MODELS, cache_dir
-    for name, desc in BUILTIN_MODELS.items():
+    for name, (desc, _) in BUILTIN_MODELS.items():
         console.print(f"{name}: {desc}", style="bold")
     console.print(f"cache: {cache_dir()}")
     console.print("presets: " + ", ".join(preset_names()))

@@ -10,7 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.io import read_text
+from korquad_tune.fileio import read_text
+from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
@@ -52,7 +53,7 @@ class TrainConfig(BaseModel):
     gradient_accumulation_steps: int = Field(1, ge=1, description="steps per optimizer update")
     max_length: int = Field(256, ge=8, description="max tokens of a training example (prompt + answer)")
     loss: Literal["answer", "full"] = Field("answer", description="loss on answer tokens only, or everything")
-    packing: bool = False
+    packing: bool = Field(False, description="pack several examples into each row of max_length tokens")
     loss_head: Literal["positions", "trl"] = Field("positions", description="answer loss: `positions` applies the "
                                                    "output layer only at answer positions (korquad-tune's); `trl` "
                                                    "uses TRL's fused head (3x slower per step on CPU, see "
@@ -72,6 +73,20 @@ class TrainConfig(BaseModel):
     paraphrases_per_question: int | None = Field(None, ge=0, description="use at most N paraphrases per question")
 
 
+class AugmentConfig(BaseModel):
+    """How the training questions are paraphrased (`korquad-tune augment`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["shipped", "rules", "file", "openai"] = Field("shipped", description="shipped = the paraphrases "
+                                                                   "shipped for the default questions; rules = "
+                                                                   "offline Kiwi rewrites; openai = an LLM")
+    file: str | None = Field(None, description="file backend: augmentation_dict JSON or JSONL")
+    n: int = Field(10, ge=1, description="paraphrases per question")
+    base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
+    model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
+
+
 class StudyConfig(BaseModel):
     """How the `passages` adapter's material is made from the training paragraphs (`korquad-tune study`)."""
 
@@ -85,7 +100,30 @@ class StudyConfig(BaseModel):
     model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
 
 
+QUESTION_SETS = ("trained", "paraphrased", "rephrased", "unseen")
+
+
+class EvalConfig(BaseModel):
+    """How the run's systems are asked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, description="answer length budget")
+    batch_size: int = Field(BATCH_SIZE, ge=1, description="questions per generation batch")
+    open_book_sets: list[Literal[QUESTION_SETS]] = Field(
+        default_factory=lambda: ["trained", "rephrased", "unseen"],
+        description="question sets the open-book and rag systems answer (a paragraph in every prompt makes them "
+                    "the slowest systems; the LLM paraphrases are left out by default to keep the run short)")
+    rag_k: int = Field(1, ge=1, description="rag: paragraphs retrieved into the prompt")
+
+
+DEFAULT_PRESET = "cpu-default"
 SYSTEMS = ("base", "retrieval", "no-aug", "aug", "passages", "open-book", "rag")
+# Keys of the flat run config before augment: and eval: were sections, and where they live now.
+_MOVED = {"augment_backend": "augment.backend", "augment_file": "augment.file", "augment_n": "augment.n",
+          "augment_base_url": "augment.base_url", "augment_model": "augment.model",
+          "max_new_tokens": "eval.max_new_tokens", "batch_size": "eval.batch_size",
+          "open_book_sets": "eval.open_book_sets", "rag_k": "eval.rag_k"}
 
 
 class RunConfig(BaseModel):
@@ -96,23 +134,13 @@ class RunConfig(BaseModel):
     data: str | None = Field(None, description="SQuAD-format file; None = the shipped KorQuAD v1 dev set")
     articles: int | None = Field(3, ge=1, description="first N articles; None = all")
     limit: int | None = Field(None, ge=1, description="first N questions; None = all")
-    augment_backend: Literal["shipped", "rules", "file", "openai"] = "shipped"
-    augment_file: str | None = None
-    augment_n: int = Field(10, ge=1, description="paraphrases per question")
-    augment_base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
-    augment_model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
-    heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
-    preset: str = "cpu-default"
-    train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
-    max_new_tokens: int = Field(24, ge=1, description="answer length budget when evaluating")
-    batch_size: int = Field(16, ge=1, description="questions per generation batch when evaluating")
     holdout: bool = Field(True, description="hold out the rephrased and unseen question sets (see `prepare`)")
+    heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
-    open_book_sets: list[Literal["trained", "paraphrased", "rephrased", "unseen"]] = Field(
-        default_factory=lambda: ["trained", "rephrased", "unseen"],
-        description="question sets the open-book and rag systems answer (a paragraph in every prompt makes them "
-                    "the slowest systems; the LLM paraphrases are left out by default to keep the run short)")
-    rag_k: int = Field(1, ge=1, description="rag: paragraphs retrieved into the prompt")
+    preset: str = Field(DEFAULT_PRESET, description="training preset (src/korquad_tune/presets/) or a YAML file")
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     systems: list[Literal[SYSTEMS]] = Field(default_factory=lambda: list(SYSTEMS))
 
 
@@ -149,7 +177,7 @@ def _validated(cls, data: dict, source: str):
         raise KorquadTuneError(f"{source}: {where} = {first.get('input')!r}: {first['msg']}") from None
 
 
-def load_train_config(preset: str | None = "cpu-default", overrides: dict[str, Any] | None = None,
+def load_train_config(preset: str | None = DEFAULT_PRESET, overrides: dict[str, Any] | None = None,
                       overrides_source: str = "training overrides (--set, command-line options or the run "
                                               "config's train:)") -> TrainConfig:
     """A preset (a name or a YAML path) with overrides on top; unknown keys are errors, blamed on their source."""
@@ -173,7 +201,12 @@ def load_train_config(preset: str | None = "cpu-default", overrides: dict[str, A
 def load_run_config(path: str | Path | None) -> RunConfig:
     if path is None:
         return RunConfig()
-    return _validated(RunConfig, load_yaml(path), str(path))
+    data = load_yaml(path)
+    moved = [f"{k} -> {_MOVED[k]}" for k in data if k in _MOVED]
+    if moved:
+        raise KorquadTuneError(f"{path}: flat settings moved into the augment: and eval: sections ("
+                               f"{'; '.join(moved)}); see configs/default.yaml")
+    return _validated(RunConfig, data, str(path))
 
 
 def dump_yaml(model: BaseModel) -> str:

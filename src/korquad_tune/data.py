@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.io import decode_text, ensure_dir, iter_jsonl, read_jsonl, write_json, write_jsonl
+from korquad_tune.fileio import decode_text, ensure_dir, iter_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.rundir import RunDir
 
@@ -290,3 +290,38 @@ def load_questions(path: str | Path) -> list[dict]:
     if not rows:
         raise KorquadTuneError(f"{path}: no questions in file")
     return rows
+
+
+# ------------------------------------------------------------------ what the models learn from
+def load_augmentation(run: RunDir) -> dict[str, list[str]]:
+    if not run.augmentation.exists():
+        raise KorquadTuneError(f"{run.augmentation}: not found; run `korquad-tune augment {run.root}` first, "
+                               "or train with --no-augment")
+    doc = read_json(run.augmentation)
+    table = doc.get("augmentation_dict", doc) if isinstance(doc, dict) else doc
+    if not isinstance(table, dict) or not all(isinstance(v, list) and all(isinstance(p, str) for p in v)
+                                              for v in table.values()):
+        raise KorquadTuneError(f"{run.augmentation}: expected {{question: [paraphrase, ...]}} (lists of strings); "
+                               f"run `korquad-tune augment {run.root}` again")
+    return table
+
+
+def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,
+                   paraphrases_per_question: int | None = None) -> list[tuple[str, str]]:
+    """(question, answer) pairs: every original question, then each of its paraphrases with the same answer."""
+    pairs = []
+    for rec in qa:
+        answer = rec["answers"][0]
+        pairs.append((rec["question"], answer))
+        paras = (augmentation or {}).get(rec["question"], [])
+        for p in paras[:paraphrases_per_question] if paraphrases_per_question is not None else paras:
+            pairs.append((p, answer))
+    return pairs
+
+
+def run_pairs(run_dir: str | Path, augment: bool = True) -> list[tuple[str, str]]:
+    """The run's training questions (and their paraphrases, when made) with answers: what the `aug` adapter
+    learns, the retrieval baseline looks up and `export-autotrain` writes."""
+    run = RunDir(run_dir)
+    augmentation = load_augmentation(run) if augment and run.augmentation.exists() else None
+    return training_pairs(load_qa(run_dir), augmentation)

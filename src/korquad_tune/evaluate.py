@@ -1,8 +1,9 @@
 """Evaluate stage: answer a question file with one or more systems and score them the KorQuAD v1 way.
 
-Systems: `base` (untuned model, same prompt), `finetuned` (each --adapter), `retrieval` (BM25 over the training
-questions), `openai` (an API model, closed-book) and `predictions` (answers from anywhere). Each writes
-`predictions.jsonl` and `metrics.json` into its own folder; several adapters share one base-model load.
+Systems (see `Systems`, the one dispatcher behind `run`, `evaluate`, `ask` and `serve`): `base`, each adapter,
+`open-book` / `rag` (a reader adapter with a paragraph), `retrieval`, `openai`, and `predictions` (answers from
+anywhere). Each writes `predictions.jsonl` and `metrics.json` into its own folder; several adapters share one
+base-model load.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.llm_api import DEFAULT_API_MODEL
+from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
 from korquad_tune.prompts import DEFAULT_TEMPLATE
-from korquad_tune.io import iter_jsonl, read_json, write_json, write_jsonl
-from korquad_tune.metrics import aggregate, mcnemar, score_one
+from korquad_tune.fileio import iter_jsonl, read_json, write_json, write_jsonl
+from korquad_tune.metrics import score_one
+from korquad_tune.stats import aggregate, mcnemar
 from korquad_tune.models import ADAPTER_META, DEFAULT_MODEL, read_adapter_meta
 
 OPENAI_QA_PROMPT = "다음 질문에 대한 답만 짧게 한 구절로 답하세요. 설명은 하지 마세요.\n질문: {question}\n답:"
@@ -126,8 +129,8 @@ class Answerer:
         m, tok, names = load_model_with_adapters(spec, folders)
         return cls(m, tok, spec, template, names)
 
-    def answer(self, questions: list[str], adapter: str | None = None, batch_size: int = 16,
-               max_new_tokens: int = 32, progress_label: str | None = None,
+    def answer(self, questions: list[str], adapter: str | None = None, batch_size: int = BATCH_SIZE,
+               max_new_tokens: int = MAX_NEW_TOKENS, progress_label: str | None = None,
                contexts: list[str] | None = None) -> list[str]:
         """Answers from `adapter` (a loaded adapter's name), or from the untuned base when None; with
         `contexts`, open-book: each question is asked with its paragraph in the reader prompt."""
@@ -174,15 +177,89 @@ class _progress:
             self.bar.stop()
 
 
-# ------------------------------------------------------------------ other systems
-def retrieval_pairs(run_dir: str | Path, augment: bool = True) -> list[tuple[str, str]]:
-    """What retrieval may look up: the run's training questions (and paraphrases) with their answers."""
-    from korquad_tune.data import load_qa
-    from korquad_tune.rundir import RunDir
-    from korquad_tune.train import load_augmentation, training_pairs
-    run = RunDir(run_dir)
-    augmentation = load_augmentation(run) if augment and run.augmentation.exists() else None
-    return training_pairs(load_qa(run_dir), augmentation)
+# ------------------------------------------------------------------ every system behind one call
+OPEN_BOOK = ("open-book", "rag")  # the reader adapter with a paragraph in the prompt
+
+
+class Systems:
+    """Every way korquad-tune answers, behind one call: `answer(system, questions)`. `run`, `evaluate`, `ask`
+    and `serve` all answer through it, so a system means the same thing everywhere.
+
+    - `base`: the untuned model, same prompt; any loaded adapter by its name (`no-aug`, `aug`, `passages`, ...);
+    - `open-book` / `rag`: the reader adapter given the question's own paragraph / the top `rag_k` BM25
+      paragraphs of `run_dir`'s training articles;
+    - `retrieval`: BM25 over `run_dir`'s training questions (and paraphrases), answering with the best match's
+      answer; `openai`: an API model, closed-book, cached in `openai_cache`.
+    The model loads on first use, once, with every adapter stacked on it.
+    """
+
+    def __init__(self, adapters: list[Path] = (), model: str | None = None, run_dir: str | Path | None = None,
+                 batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS, rag_k: int = 1,
+                 api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
+                 openai_cache: Path | None = None, template: str | None = None):
+        self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
+        for a in self.adapters:
+            read_adapter_meta(a)  # fail early, before any model load, on a folder that is not an adapter
+        self.readers = [a.name for a in self.adapters if read_adapter_meta(a).get("reader")]
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.batch_size, self.max_new_tokens, self.rag_k = batch_size, max_new_tokens, rag_k
+        self.api_model, self.base_url, self.openai_cache = api_model, base_url, openai_cache
+        self._answerer = self._retrieval = self._paragraphs = None
+
+    @property
+    def answerer(self) -> Answerer:
+        if self._answerer is None:
+            self._answerer = Answerer.load(model=self.model, adapters=self.adapters, template=self.template)
+        return self._answerer
+
+    def names(self) -> list[str]:
+        """The systems this instance can answer with (what `serve` lists as models)."""
+        closed = [a.name for a in self.adapters if a.name not in self.readers]
+        looked_up = ["retrieval"] if self.run_dir is not None else []
+        rag = ["rag"] if self.readers and self.run_dir is not None else []
+        return ["base", *closed, *looked_up, *rag]
+
+    def answer(self, system: str, questions: list[dict], label: str | None = None,
+               max_new_tokens: int | None = None) -> list[str]:
+        """Answers to `questions` ({question, context?} records) from `system`, in order."""
+        texts = [q["question"] for q in questions]
+        budget = max_new_tokens or self.max_new_tokens
+        if system == "retrieval":
+            return self._retriever().answer(texts)
+        if system == "openai":
+            return openai_answers(questions, self.openai_cache or Path("openai_cache.jsonl"), self.api_model,
+                                  self.base_url)
+        if system in OPEN_BOOK:
+            if not self.readers:
+                raise KorquadTuneError(f"system {system!r} needs a reader adapter (train --reader)")
+            contexts = [q.get("context") for q in questions] if system == "open-book" else self._rag_contexts(texts)
+            if not all(contexts):
+                raise KorquadTuneError("system 'open-book' needs each question's paragraph ('context')")
+            return self.answerer.answer(texts, self.readers[0].replace(".", "_"), self.batch_size, budget, label,
+                                        contexts=contexts)
+        if system != "base" and system not in [a.name for a in self.adapters]:
+            raise KorquadTuneError(f"unknown system {system!r}; this one answers with {', '.join(self.names())}")
+        adapter = None if system == "base" else system.replace(".", "_")
+        return self.answerer.answer(texts, adapter, self.batch_size, budget, label)
+
+    def _needs_run(self, system: str) -> Path:
+        if self.run_dir is None:
+            raise KorquadTuneError(f"system {system!r} needs a run folder (--train-run RUN_DIR) to look things up in")
+        return self.run_dir
+
+    def _retriever(self):
+        if self._retrieval is None:
+            from korquad_tune.data import run_pairs
+            from korquad_tune.retrieval import RetrievalAnswerer
+            self._retrieval = RetrievalAnswerer(run_pairs(self._needs_run("retrieval")))
+        return self._retrieval
+
+    def _rag_contexts(self, texts: list[str]) -> list[str]:
+        if self._paragraphs is None:
+            from korquad_tune.data import load_passages
+            from korquad_tune.retrieval import ParagraphRetriever
+            self._paragraphs = ParagraphRetriever([p["context"] for p in load_passages(self._needs_run("rag"))])
+        return ["\n\n".join(top) for top in self._paragraphs.top(texts, self.rag_k)]
 
 
 def openai_answers(questions: list[dict], cache_path: Path, model: str, base_url: str | None,
@@ -196,55 +273,46 @@ def openai_answers(questions: list[dict], cache_path: Path, model: str, base_url
     return [cut_at_stop(replies[f"qa:{q['question']}"]) for q in questions]
 
 
+EVALUATE_SYSTEMS = ("base", "finetuned", "retrieval", "openai", "predictions", *OPEN_BOOK)
+
+
 def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | None = None,
                      adapters: list[Path] | None = None, systems: list[str] | None = None,
                      train_run: str | Path | None = None, predictions: str | Path | None = None,
-                     base_url: str | None = None, api_model: str = DEFAULT_API_MODEL, max_new_tokens: int = 32,
-                     batch_size: int = 16) -> dict[str, dict]:
-    """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/."""
-    from korquad_tune.io import ensure_dir
+                     base_url: str | None = None, api_model: str = DEFAULT_API_MODEL,
+                     max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1) \
+        -> dict[str, dict]:
+    """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/
+    (`finetuned` = each --adapter, under its folder name)."""
+    from korquad_tune.fileio import ensure_dir
     out = ensure_dir(out, "--out folder", create=False)
     questions = load_questions(questions_file)
     adapters = list(adapters or [])
     systems = list(systems or (["finetuned"] if adapters else ["base"]))
-    known = {"base", "finetuned", "retrieval", "openai", "predictions"}
-    bad = [s for s in systems if s not in known]
+    bad = [s for s in systems if s not in EVALUATE_SYSTEMS]
     if bad:
-        raise KorquadTuneError(f"unknown system {bad[0]!r}; choose from {sorted(known)}")
+        raise KorquadTuneError(f"unknown system {bad[0]!r}; choose from {', '.join(EVALUATE_SYSTEMS)}")
     if "finetuned" in systems and not adapters:
         raise KorquadTuneError("system 'finetuned' needs at least one --adapter")
-    for a in adapters:
-        read_adapter_meta(a)  # fail early, before any model load, on a folder that is not an adapter
-    texts = [q["question"] for q in questions]
+    if "predictions" in systems and predictions is None:
+        raise KorquadTuneError("system 'predictions' needs --predictions FILE")
+    engine = Systems(adapters, model, train_run, batch_size, max_new_tokens, rag_k, api_model, base_url,
+                     out / "openai" / "cache.jsonl")
+    closed_book = [a.name for a in engine.adapters if a.name not in engine.readers]
+    order = [n for s in systems for n in (closed_book if s == "finetuned" else [s])]
     metrics: dict[str, dict] = {}
     per_question: dict[str, list[dict]] = {}
-
-    def record(name: str, answers: list[str], extra: dict | None = None):
+    for name in sorted(order, key=lambda n: n in ("base", *closed_book, *OPEN_BOOK)):  # model-free ones first
+        if name == "predictions":
+            preds = read_predictions(predictions)
+            check_prediction_ids(preds, questions, predictions, questions_file)
+            answers, extra = [preds.get(q["id"], "") for q in questions], {"source": str(predictions)}
+        else:
+            answers = engine.answer(name, questions, name)
+            folders = {a.name: str(a) for a in engine.adapters}
+            extra = {"api_model": api_model} if name == "openai" else {} if name == "retrieval" else \
+                {"model": engine.answerer.spec, **({"adapter": folders[name]} if name in folders else {})}
         metrics[name], per_question[name] = write_system_result(out / name, name, questions, answers, extra)
-
-    if "retrieval" in systems:
-        if train_run is None:
-            raise KorquadTuneError("system 'retrieval' needs --train-run RUN_DIR (whose questions it looks up)")
-        from korquad_tune.retrieval import RetrievalAnswerer
-        record("retrieval", RetrievalAnswerer(retrieval_pairs(train_run)).answer(texts))
-    if "predictions" in systems:
-        if predictions is None:
-            raise KorquadTuneError("system 'predictions' needs --predictions FILE")
-        preds = read_predictions(predictions)
-        check_prediction_ids(preds, questions, predictions, questions_file)
-        record("predictions", [preds.get(q["id"], "") for q in questions], {"source": str(predictions)})
-    if "openai" in systems:
-        record("openai", openai_answers(questions, out / "openai" / "cache.jsonl", api_model, base_url),
-               {"api_model": api_model})
-    if "base" in systems or "finetuned" in systems:
-        answerer = Answerer.load(model=model, adapters=adapters if "finetuned" in systems else None)
-        if "base" in systems:
-            record("base", answerer.answer(texts, None, batch_size, max_new_tokens, "base"),
-                   {"model": answerer.spec})
-        if "finetuned" in systems:
-            for folder, name in zip(adapters, answerer.adapters):
-                record(name, answerer.answer(texts, name, batch_size, max_new_tokens, name),
-                       {"model": answerer.spec, "adapter": str(folder)})
     write_json(out / "metrics.json", {"questions": str(questions_file), "systems": metrics,
                                       "paired_mcnemar": paired_tests(per_question)})
     return metrics

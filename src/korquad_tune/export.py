@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.io import atomic_dir, atomic_write_text, write_json
+from korquad_tune.fileio import atomic_dir, atomic_write_text, write_json
 from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
 
@@ -16,15 +16,11 @@ def export_autotrain(run_dir: str | Path, out_dir: str | Path, augment: bool = T
                      template: str = DEFAULT_TEMPLATE) -> tuple[Path, int]:
     """OUT_DIR/train.csv for `autotrain llm --train --data-path OUT_DIR --text-column text` (no EOS added:
     AutoTrain's SFT trainer adds the tokenizer's own)."""
-    from korquad_tune.data import load_qa
-    from korquad_tune.rundir import RunDir
-    from korquad_tune.train import load_augmentation, training_pairs
-    run = RunDir(run_dir)
-    augmentation = load_augmentation(run) if augment and run.augmentation.exists() else None
+    from korquad_tune.data import run_pairs
     tpl = get_template(template)
     if tpl.uses_chat_template:
         raise KorquadTuneError("export-autotrain needs a plain-text template (alpaca or short)")
-    pairs = training_pairs(load_qa(run_dir), augmentation)
+    pairs = run_pairs(run_dir, augment)
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["text"])

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from korquad_tune.prompts import DEFAULT_TEMPLATE, PromptTemplate, get_template
 
 STOP_STRINGS = ("###", "\n")
+MAX_NEW_TOKENS = 24  # answer budget: KorQuAD answers are short phrases (the longest default gold is 15 tokens)
+BATCH_SIZE = 16  # questions per generation batch
 _STOP_RE = re.compile("|".join(re.escape(s) for s in STOP_STRINGS))
 
 
@@ -21,7 +23,7 @@ def cut_at_stop(text: str) -> str:
 
 
 def generate_answers(model, tokenizer, questions: Sequence[str], template: PromptTemplate | str = DEFAULT_TEMPLATE,
-                     batch_size: int = 16, max_new_tokens: int = 32,
+                     batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS,
                      progress: Callable[[int], None] | None = None) -> list[str]:
     """Greedy answers for `questions`, in input order. `progress(n)` is called after each batch of n."""
     if isinstance(template, str):
@@ -30,7 +32,8 @@ def generate_answers(model, tokenizer, questions: Sequence[str], template: Promp
                                  batch_size, max_new_tokens, progress)
 
 
-def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = 16, max_new_tokens: int = 32,
+def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = BATCH_SIZE,
+                          max_new_tokens: int = MAX_NEW_TOKENS,
                           progress: Callable[[int], None] | None = None, shared_prefix: bool = True) -> list[str]:
     """Greedy continuations of ready-made prompts, cut at the first stop string, in input order.
 
@@ -95,18 +98,3 @@ def _left_padded(rows: list[list[int]], prefix: int, pad_id: int, device):
         mask[row, :prefix] = 1
         mask[row, prefix + width - len(rest):] = 1
     return input_ids.to(device), mask.to(device)
-
-
-def original_gen(model, tokenizer, question: str, template: PromptTemplate | str = DEFAULT_TEMPLATE,
-                 max_new_tokens: int = 128) -> str:
-    """The original notebook's `gen()`: one question, no stop rule, 128 new tokens (benchmark baseline)."""
-    import torch
-
-    if isinstance(template, str):
-        template = get_template(template)
-    prompt = template.prompt(question, tokenizer)
-    enc = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False).to(next(model.parameters()).device)
-    with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-    return tokenizer.decode(out[0], skip_special_tokens=True).replace(prompt, "")

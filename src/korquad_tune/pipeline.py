@@ -15,13 +15,13 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import RunConfig, dump_yaml, load_train_config
-from korquad_tune.io import atomic_write_text, read_json, write_json, write_jsonl
+from korquad_tune.evaluate import OPEN_BOOK
+from korquad_tune.fileio import atomic_write_text, read_json, write_json, write_jsonl
 from korquad_tune.rundir import RunDir
 
 # adapter -> (augment, passages, reader): what train() learns from for it
 ADAPTERS = {"no-aug": (False, False, False), "aug": (True, False, False), "passages": (True, True, False),
             "reader": (False, False, True)}
-OPEN_BOOK = ("open-book", "rag")  # answered by the reader adapter with a paragraph in the prompt
 
 
 class _Timings:
@@ -92,7 +92,7 @@ def _heldout_rows(cfg: RunConfig, qa: list[dict]) -> list[dict] | None:
 
 def question_sets(run: RunDir, cfg: RunConfig, qa: list[dict]) -> dict[str, list[dict]]:
     """Every question set the run evaluates, in report order; empty sets are left out."""
-    from korquad_tune.io import read_jsonl
+    from korquad_tune.fileio import read_jsonl
     heldout = _heldout_rows(cfg, qa)
     if heldout is not None and not run.heldout.exists():
         write_jsonl(run.heldout, heldout)
@@ -112,7 +112,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     from korquad_tune.train import adapter_done, train
 
     console = console or Console()
-    from korquad_tune.io import ensure_dir
+    from korquad_tune.fileio import ensure_dir
     train_cfg = load_train_config(cfg.preset, cfg.train)  # before anything is written: a bad config stamps nothing
     run = RunDir(ensure_dir(out, "run folder (--out)"))
     stamp = _check_settings(run, cfg, train_cfg, fresh)
@@ -134,9 +134,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
         timings.record("prepare", time.time() - t)
     _record_input(run, stamp, "qa")
     if not run.augmentation.exists():
-        t = stage(f"augment ({cfg.augment_backend})")
-        _, s = augment(run.root, backend=cfg.augment_backend, n=cfg.augment_n, file=cfg.augment_file,
-                       base_url=cfg.augment_base_url, model=cfg.augment_model)
+        t = stage(f"augment ({cfg.augment.backend})")
+        _, s = augment(run.root, **cfg.augment.model_dump())
         console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
         timings.record("augment", time.time() - t)
     _record_input(run, stamp, "augmentation")
@@ -144,8 +143,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     sets = question_sets(run, cfg, qa)
     if "passages" in cfg.systems and not run.material.exists():
         t = stage(f"study ({cfg.study.backend})")
-        _, s = study(run.root, backend=cfg.study.backend, n=cfg.study.n, file=cfg.study.file,
-                     base_url=cfg.study.base_url, model=cfg.study.model)
+        _, s = study(run.root, **cfg.study.model_dump())
         console.print(f"{s['qa']} questions and {s['statements']} statements from {s['paragraphs']} paragraphs "
                       f"(dropped {s['dropped']})")
         timings.record("study", time.time() - t)
@@ -162,7 +160,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
 
     todo = [(s, system) for s in sets for system in cfg.systems
             if not (run.evaluation(system, s) / "metrics.json").exists()
-            and not (system in OPEN_BOOK and s not in cfg.open_book_sets)
+            and not (system in OPEN_BOOK and s not in cfg.eval.open_book_sets)
             and not (system == "open-book" and not all(q.get("context") for q in sets[s]))]
     if todo:
         t = stage("evaluate")
@@ -181,38 +179,15 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
 def evaluate_run(run: RunDir, cfg: RunConfig, train_cfg, sets: dict[str, list[dict]],
                  todo: list[tuple[str, str]], console) -> None:
     """Answer every (question set, system) in `todo` and write its results; one base-model load serves all."""
-    from korquad_tune.evaluate import Answerer, retrieval_pairs, write_system_result
-    from korquad_tune.retrieval import ParagraphRetriever, RetrievalAnswerer
-
-    needs_model = [system for _, system in todo if system != "retrieval"]
-    answerer = None
-    if needs_model:
-        names = [n for n in ADAPTERS if n in cfg.systems or (n == "reader" and any(x in needs_model
-                                                                                   for x in OPEN_BOOK))]
-        answerer = Answerer.load(model=train_cfg.model, adapters=[run.adapter(n) for n in names])
-    retrieval = rag = None
+    from korquad_tune.evaluate import Systems, write_system_result
+    wanted = {system for _, system in todo}
+    names = [n for n in ADAPTERS if n in wanted or (n == "reader" and wanted & set(OPEN_BOOK))]
+    systems = Systems([run.adapter(n) for n in names], train_cfg.model, run.root, cfg.eval.batch_size,
+                      cfg.eval.max_new_tokens, cfg.eval.rag_k)
     for set_name, system in todo:
-        questions = sets[set_name]
-        texts = [q["question"] for q in questions]
         t0 = time.time()
-        if system == "retrieval":
-            retrieval = retrieval or RetrievalAnswerer(retrieval_pairs(run.root))
-            answers = retrieval.answer(texts)
-        elif system in OPEN_BOOK:
-            if system == "open-book":
-                contexts = [q["context"] for q in questions]
-            else:
-                from korquad_tune.data import load_passages
-                rag = rag or ParagraphRetriever([p["context"] for p in load_passages(run.root)])
-                contexts = ["\n\n".join(top) for top in rag.top(texts, cfg.rag_k)]
-            reader = "reader" if "reader" in answerer.adapters else None
-            answers = answerer.answer(texts, reader, cfg.batch_size, cfg.max_new_tokens, f"{system} on {set_name}",
-                                      contexts=contexts)
-        else:
-            adapter = None if system == "base" else system
-            answers = answerer.answer(texts, adapter, cfg.batch_size, cfg.max_new_tokens,
-                                      f"{system} on {set_name}")
-        m, _ = write_system_result(run.evaluation(system, set_name), system, questions, answers,
+        answers = systems.answer(system, sets[set_name], f"{system} on {set_name}")
+        m, _ = write_system_result(run.evaluation(system, set_name), system, sets[set_name], answers,
                                    {"seconds": round(time.time() - t0, 1)})
         console.print(f"{system:>9} on {set_name:<11} EM {m['exact_match']:5.1f}  F1 {m['f1']:5.1f}  "
                       f"({time.time() - t0:.0f}s)")

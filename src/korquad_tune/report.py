@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
+from korquad_tune.config import SYSTEMS as SYSTEM_ORDER
 from korquad_tune.evaluate import paired_tests, read_system_result
-from korquad_tune.io import atomic_write_text, read_json, write_json
+from korquad_tune.fileio import atomic_write_text, read_json, write_json
 from korquad_tune.rundir import RunDir
 
 SET_TITLES = {"trained": "trained questions (seen in training)",
@@ -14,7 +15,6 @@ SET_TITLES = {"trained": "trained questions (seen in training)",
               "rephrased": "human rephrasings (held out)",
               "unseen": "unseen facts of trained paragraphs (held out)"}
 SET_ORDER = list(SET_TITLES)
-SYSTEM_ORDER = ("base", "retrieval", "no-aug", "aug", "passages", "open-book", "rag")
 CLOSED_BOOK = ("no-aug", "aug", "passages")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from korquad_tune.io import atomic_dir
+from korquad_tune.fileio import atomic_dir
 
 VOCAB_SIZE = 3000
 SPECIAL = {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import TrainConfig, dump_yaml
-from korquad_tune.io import atomic_dir, atomic_write_text, read_json, write_json, write_jsonl
+from korquad_tune.fileio import atomic_dir, atomic_write_text, read_json, write_json, write_jsonl
 from korquad_tune.models import ADAPTER_META, load_base_model, load_tokenizer, resolve_model
 from korquad_tune.prompts import get_template
 from korquad_tune.rundir import RunDir
@@ -26,19 +26,6 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- data
-def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,
-                   paraphrases_per_question: int | None = None) -> list[tuple[str, str]]:
-    """(question, answer) pairs: every original question, then each of its paraphrases with the same answer."""
-    pairs = []
-    for rec in qa:
-        answer = rec["answers"][0]
-        pairs.append((rec["question"], answer))
-        paras = (augmentation or {}).get(rec["question"], [])
-        for p in paras[:paraphrases_per_question] if paraphrases_per_question is not None else paras:
-            pairs.append((p, answer))
-    return pairs
-
-
 def tokenize_pair(tokenizer, template, question: str, answer: str, max_length: int) -> dict:
     """Prompt and answer tokenised separately; EOS closes the answer so generation learns where to stop."""
     return tokenize_example(tokenizer, template.prompt(question, tokenizer), answer, max_length)
@@ -79,19 +66,6 @@ def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length:
     rows += [tokenize_example(tokenizer, "", t, max_length) for t in texts]
     rows += [tokenize_example(tokenizer, reader_prompt(c, q), a, max_length) for c, q, a in reader_rows]
     return Dataset.from_list(rows)
-
-
-def load_augmentation(run: RunDir) -> dict[str, list[str]]:
-    if not run.augmentation.exists():
-        raise KorquadTuneError(f"{run.augmentation}: not found; run `korquad-tune augment {run.root}` first, "
-                               "or train with --no-augment")
-    doc = read_json(run.augmentation)
-    table = doc.get("augmentation_dict", doc) if isinstance(doc, dict) else doc
-    if not isinstance(table, dict) or not all(isinstance(v, list) and all(isinstance(p, str) for p in v)
-                                              for v in table.values()):
-        raise KorquadTuneError(f"{run.augmentation}: expected {{question: [paraphrase, ...]}} (lists of strings); "
-                               f"run `korquad-tune augment {run.root}` again")
-    return table
 
 
 # ---------------------------------------------------------------- speed: logits only where the loss is
@@ -327,7 +301,7 @@ ADAPTER_DATA = {  # adapter name -> what it learns from
 
 def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, reader: bool):
     """(pairs, texts, reader rows) for one adapter."""
-    from korquad_tune.data import load_qa
+    from korquad_tune.data import load_augmentation, load_qa, training_pairs
     qa = load_qa(run.root)
     if reader:
         return [], [], [(r["context"], r["question"], r["answers"][0]) for r in qa]

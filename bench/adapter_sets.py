@@ -18,7 +18,7 @@ def main() -> None:
 
     from korquad_tune.config import RunConfig
     from korquad_tune.data import load_qa
-    from korquad_tune.evaluate import Answerer, score_predictions
+    from korquad_tune.evaluate import Systems, score_predictions
     from korquad_tune.models import ADAPTER_META
     from korquad_tune.pipeline import question_sets
     from korquad_tune.rundir import RunDir
@@ -33,14 +33,14 @@ def main() -> None:
     run = RunDir(args.run_dir)
     cfg = RunConfig.model_validate(json.loads(run.stamp.read_text())["config"]) if run.stamp.exists() else RunConfig()
     sets = question_sets(run, cfg, load_qa(run.root))
-    answerer = Answerer.load(adapters=[run.adapter(a) for a in args.adapters])
+    systems = Systems([run.adapter(a) for a in args.adapters], max_new_tokens=cfg.eval.max_new_tokens)
     results = {}
-    for name in answerer.adapters:
+    for name in args.adapters:
         meta = json.loads((run.adapter(name) / ADAPTER_META).read_text())
         results[name] = {"train_seconds": meta.get("train_seconds"), "examples": meta.get("examples"),
                          "final_loss": meta.get("final_loss")}
         for set_name, questions in sets.items():
-            answers = answerer.answer([q["question"] for q in questions], name, 16, cfg.eval.max_new_tokens)
+            answers = systems.answer(name, questions)
             _, m = score_predictions(questions, {q["id"]: a for q, a in zip(questions, answers)})
             results[name][set_name] = {"em": round(m["exact_match"], 1), "f1": round(m["f1"], 1), "n": m["n"]}
         print(name, json.dumps(results[name], ensure_ascii=False))

@@ -117,6 +117,14 @@ def test_user_mistypes_a_key_under_train_in_a_run_config(tmp_path):
     assert runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "run")]).exit_code == 0
 
 
+def test_user_brings_a_run_config_from_before_the_augment_and_eval_sections(tmp_path):
+    config = tmp_path / "old.yaml"
+    config.write_text(yaml.safe_dump({"articles": 1, "augment_backend": "rules", "max_new_tokens": 16}))
+    fails(["run", "--config", config, "--out", tmp_path / "run"], "augment_backend -> augment.backend",
+          "max_new_tokens -> eval.max_new_tokens")
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------ files that are not what they should be
 def test_user_gives_an_existing_file_as_the_output_folder(tmp_path):
     f = tmp_path / "notes.txt"

@@ -191,7 +191,7 @@ def test_passages_and_reader_adapters_train_on_what_they_should(held_run, tmp_pa
     import shutil
 
     from korquad_tune.config import load_train_config
-    from korquad_tune.evaluate import Answerer
+    from korquad_tune.evaluate import Systems
     from korquad_tune.models import ADAPTER_META
     from korquad_tune.train import train
     run = tmp_path / "r"
@@ -210,11 +210,10 @@ def test_passages_and_reader_adapters_train_on_what_they_should(held_run, tmp_pa
     rmeta = json.loads((reader / ADAPTER_META).read_text())
     assert rmeta["template"] == "reader" and rmeta["examples"] == 57
     # a reader adapter loads beside alpaca adapters and answers with a paragraph in its prompt
-    answerer = Answerer.load(adapters=[passages, reader])
-    assert answerer.template == "alpaca"
+    systems = Systems([passages, reader], max_new_tokens=4).load()
+    assert systems.template == "alpaca" and systems.names() == ["base", "passages"]
     qa = read_jsonl(RunDir(run).qa)[:2]
-    got = answerer.answer([q["question"] for q in qa], "reader", contexts=[q["context"] for q in qa],
-                          max_new_tokens=4)
+    got = systems.answer("open-book", qa)
     assert len(got) == 2
 
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.config import DEFAULT_PRESET
+from korquad_tune.config import DEFAULT_PRESET, AugmentConfig, StudyConfig
 from korquad_tune.evaluate import EVALUATE_SYSTEMS
 from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
 from korquad_tune.llm_api import DEFAULT_API_MODEL
@@ -112,8 +112,8 @@ def score(questions: Path = typer.Option(..., help="JSONL (id, question, answers
 @app.command()
 @_guard
 def augment(run_dir: Path,
-            backend: str = typer.Option("shipped", help="openai | rules | file | shipped"),
-            n: int = typer.Option(10, help="paraphrases per question"),
+            backend: str = typer.Option(AugmentConfig().backend, help="openai | rules | file | shipped"),
+            n: int = typer.Option(AugmentConfig().n, help="paraphrases per question"),
             file: Optional[Path] = typer.Option(None, help="file backend: augmentation_dict JSON or JSONL"),
             base_url: Optional[str] = typer.Option(None, help="openai backend: OpenAI-compatible endpoint"),
             model: str = typer.Option(DEFAULT_API_MODEL, help="openai backend: model name"),
@@ -131,9 +131,9 @@ def augment(run_dir: Path,
 @app.command()
 @_guard
 def study(run_dir: Path,
-          backend: str = typer.Option("rules", help="rules | openai | file"),
+          backend: str = typer.Option(StudyConfig().backend, help="rules | openai | file"),
           file: Optional[Path] = typer.Option(None, help="file backend: JSONL of context, question, answer"),
-          n: int = typer.Option(20, help="openai backend: question/answer pairs per paragraph"),
+          n: int = typer.Option(StudyConfig().n, help="openai backend: question/answer pairs per paragraph"),
           base_url: Optional[str] = typer.Option(None, help="openai backend: OpenAI-compatible endpoint"),
           model: str = typer.Option(DEFAULT_API_MODEL, help="openai backend: model name"),
           concurrency: int = typer.Option(4, help="openai backend: requests in flight"),

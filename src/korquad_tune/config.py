@@ -73,31 +73,30 @@ class TrainConfig(BaseModel):
     paraphrases_per_question: int | None = Field(None, ge=0, description="use at most N paraphrases per question")
 
 
-class AugmentConfig(BaseModel):
-    """How the training questions are paraphrased (`korquad-tune augment`)."""
-
+class _Backend(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    file: str | None = Field(None, description="file backend: the file to read")
+    base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint (key from "
+                                 "OPENAI_API_KEY)")
+    model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
+
+
+class AugmentConfig(_Backend):
+    """How the training questions are paraphrased (`korquad-tune augment`)."""
 
     backend: Literal["shipped", "rules", "file", "openai"] = Field("shipped", description="shipped = the paraphrases "
                                                                    "shipped for the default questions; rules = "
                                                                    "offline Kiwi rewrites; openai = an LLM")
-    file: str | None = Field(None, description="file backend: augmentation_dict JSON or JSONL")
     n: int = Field(10, ge=1, description="paraphrases per question")
-    base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
-    model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
 
 
-class StudyConfig(BaseModel):
+class StudyConfig(_Backend):
     """How the `passages` adapter's material is made from the training paragraphs (`korquad-tune study`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     backend: Literal["rules", "openai", "file"] = Field("rules", description="rules = offline Kiwi cloze "
                                                         "questions; openai = LLM-written statements and QA")
-    file: str | None = Field(None, description="file backend: JSONL of context (or paragraph id), question, answer")
     n: int = Field(20, ge=1, description="openai backend: question/answer pairs asked for per paragraph")
-    base_url: str | None = Field(None, description="openai backend: OpenAI-compatible endpoint")
-    model: str = Field(DEFAULT_API_MODEL, description="openai backend: model name")
 
 
 QUESTION_SETS = ("trained", "paraphrased", "rephrased", "unseen")
@@ -119,11 +118,6 @@ class EvalConfig(BaseModel):
 
 DEFAULT_PRESET = "cpu-default"
 SYSTEMS = ("base", "retrieval", "no-aug", "aug", "passages", "open-book", "rag")
-# Keys of the flat run config before augment: and eval: were sections, and where they live now.
-_MOVED = {"augment_backend": "augment.backend", "augment_file": "augment.file", "augment_n": "augment.n",
-          "augment_base_url": "augment.base_url", "augment_model": "augment.model",
-          "max_new_tokens": "eval.max_new_tokens", "batch_size": "eval.batch_size",
-          "open_book_sets": "eval.open_book_sets", "rag_k": "eval.rag_k"}
 
 
 class RunConfig(BaseModel):
@@ -202,7 +196,8 @@ def load_run_config(path: str | Path | None) -> RunConfig:
     if path is None:
         return RunConfig()
     data = load_yaml(path)
-    moved = [f"{k} -> {_MOVED[k]}" for k in data if k in _MOVED]
+    moved = [f"{k} -> augment.{k[8:]}" if k.startswith("augment_") else f"{k} -> eval.{k}" for k in data
+             if k.startswith("augment_") or k in EvalConfig.model_fields]  # flat keys of older run configs
     if moved:
         raise KorquadTuneError(f"{path}: flat settings moved into the augment: and eval: sections ("
                                f"{'; '.join(moved)}); see configs/default.yaml")

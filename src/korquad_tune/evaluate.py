@@ -9,7 +9,6 @@ base-model load.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
@@ -100,62 +99,6 @@ def paired_tests(results: dict[str, list[dict]]) -> list[dict]:
     return tests
 
 
-# ------------------------------------------------------------------ answering with a model
-@dataclass
-class Answerer:
-    """One loaded base model with any adapters stacked on it; answers with any of them or with the base."""
-
-    model: object
-    tokenizer: object
-    spec: str
-    template: str
-    adapters: list[str] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, model: str | None = None, adapter: str | Path | None = None, template: str | None = None,
-             adapters: list[str | Path] | None = None) -> "Answerer":
-        from korquad_tune.models import load_model_with_adapters
-        folders = [Path(a) for a in (adapters or [])] + ([Path(adapter)] if adapter else [])
-        metas = [read_adapter_meta(f) for f in folders]
-        spec = model or next((m["model"] for m in metas if m.get("model")), DEFAULT_MODEL)
-        if model and (Path(model) / ADAPTER_META).exists():  # a merged or fully fine-tuned model folder
-            metas.append(json.loads((Path(model) / ADAPTER_META).read_text()))
-        templates = {m.get("template") for m in metas if m.get("template") and not m.get("reader")}
-        if template is None:
-            if len(templates) > 1:
-                raise KorquadTuneError(f"adapters were trained with different prompt templates {templates}; "
-                                       "evaluate them separately")
-            template = templates.pop() if templates else DEFAULT_TEMPLATE
-        m, tok, names = load_model_with_adapters(spec, folders)
-        return cls(m, tok, spec, template, names)
-
-    def answer(self, questions: list[str], adapter: str | None = None, batch_size: int = BATCH_SIZE,
-               max_new_tokens: int = MAX_NEW_TOKENS, progress_label: str | None = None,
-               contexts: list[str] | None = None) -> list[str]:
-        """Answers from `adapter` (a loaded adapter's name), or from the untuned base when None; with
-        `contexts`, open-book: each question is asked with its paragraph in the reader prompt."""
-        import contextlib
-
-        from korquad_tune.generate import generate_answers, generate_from_prompts
-        from korquad_tune.prompts import reader_prompt
-        if adapter is not None:
-            if adapter not in self.adapters:
-                raise KorquadTuneError(f"adapter {adapter!r} is not loaded (loaded: {self.adapters})")
-            self.model.set_adapter(adapter)
-            ctx = contextlib.nullcontext()
-        elif self.adapters:
-            ctx = self.model.disable_adapter()
-        else:
-            ctx = contextlib.nullcontext()
-        with ctx, _progress(progress_label, len(questions)) as advance:
-            if contexts is not None:
-                prompts = [reader_prompt(c, q) for c, q in zip(contexts, questions)]
-                return generate_from_prompts(self.model, self.tokenizer, prompts, batch_size, max_new_tokens,
-                                             advance)
-            return generate_answers(self.model, self.tokenizer, questions, template=self.template,
-                                    batch_size=batch_size, max_new_tokens=max_new_tokens, progress=advance)
-
-
 class _progress:
     """A rich progress bar for long answer runs (silent for a handful of questions)."""
 
@@ -198,19 +141,29 @@ class Systems:
                  api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
                  openai_cache: Path | None = None, template: str | None = None):
         self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
-        for a in self.adapters:
-            read_adapter_meta(a)  # fail early, before any model load, on a folder that is not an adapter
-        self.readers = [a.name for a in self.adapters if read_adapter_meta(a).get("reader")]
+        # read now: a folder that is not an adapter fails before any model loads
+        self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
+        self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.batch_size, self.max_new_tokens, self.rag_k = batch_size, max_new_tokens, rag_k
         self.api_model, self.base_url, self.openai_cache = api_model, base_url, openai_cache
-        self._answerer = self._retrieval = self._paragraphs = None
+        self.lm = self.tokenizer = self._retrieval = self._paragraphs = None
 
-    @property
-    def answerer(self) -> Answerer:
-        if self._answerer is None:
-            self._answerer = Answerer.load(model=self.model, adapters=self.adapters, template=self.template)
-        return self._answerer
+    def load(self) -> "Systems":
+        """The base model, once, with every adapter stacked on it, and the template the adapters share."""
+        from korquad_tune.models import load_model_with_adapters
+        metas = list(self.metas.values())
+        self.spec = self.model or next((m["model"] for m in metas if m.get("model")), DEFAULT_MODEL)
+        if self.model and (Path(self.model) / ADAPTER_META).exists():  # a merged or fully fine-tuned model folder
+            metas.append(json.loads((Path(self.model) / ADAPTER_META).read_text()))
+        templates = {m.get("template") for m in metas if m.get("template") and not m.get("reader")}
+        if self.template is None:
+            if len(templates) > 1:
+                raise KorquadTuneError(f"adapters were trained with different prompt templates {templates}; "
+                                       "evaluate them separately")
+            self.template = templates.pop() if templates else DEFAULT_TEMPLATE
+        self.lm, self.tokenizer, _ = load_model_with_adapters(self.spec, self.adapters)
+        return self
 
     def names(self) -> list[str]:
         """The systems this instance can answer with (what `serve` lists as models)."""
@@ -235,12 +188,29 @@ class Systems:
             contexts = [q.get("context") for q in questions] if system == "open-book" else self._rag_contexts(texts)
             if not all(contexts):
                 raise KorquadTuneError("system 'open-book' needs each question's paragraph ('context')")
-            return self.answerer.answer(texts, self.readers[0].replace(".", "_"), self.batch_size, budget, label,
-                                        contexts=contexts)
-        if system != "base" and system not in [a.name for a in self.adapters]:
+            return self._generate(self.readers[0], texts, budget, label, contexts)
+        if system != "base" and system not in self.metas:
             raise KorquadTuneError(f"unknown system {system!r}; this one answers with {', '.join(self.names())}")
-        adapter = None if system == "base" else system.replace(".", "_")
-        return self.answerer.answer(texts, adapter, self.batch_size, budget, label)
+        return self._generate(None if system == "base" else system, texts, budget, label)
+
+    def _generate(self, adapter: str | None, texts: list[str], budget: int, label: str | None,
+                  contexts: list[str] | None = None) -> list[str]:
+        """Greedy answers from `adapter` (None: the untuned base); with contexts, in the reader prompt."""
+        from contextlib import nullcontext
+
+        from korquad_tune.generate import generate_from_prompts
+        from korquad_tune.prompts import get_template, reader_prompt
+        if self.lm is None:
+            self.load()
+        context = nullcontext()
+        if adapter is not None:
+            self.lm.set_adapter(adapter.replace(".", "_"))  # peft's name for it
+        elif self.adapters:
+            context = self.lm.disable_adapter()
+        prompts = [reader_prompt(c, q) for c, q in zip(contexts, texts)] if contexts is not None else \
+            [get_template(self.template).prompt(q, self.tokenizer) for q in texts]
+        with context, _progress(label, len(texts)) as advance:
+            return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance)
 
     def _needs_run(self, system: str) -> Path:
         if self.run_dir is None:
@@ -311,7 +281,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
             answers = engine.answer(name, questions, name)
             folders = {a.name: str(a) for a in engine.adapters}
             extra = {"api_model": api_model} if name == "openai" else {} if name == "retrieval" else \
-                {"model": engine.answerer.spec, **({"adapter": folders[name]} if name in folders else {})}
+                {"model": engine.spec, **({"adapter": folders[name]} if name in folders else {})}
         metrics[name], per_question[name] = write_system_result(out / name, name, questions, answers, extra)
     write_json(out / "metrics.json", {"questions": str(questions_file), "systems": metrics,
                                       "paired_mcnemar": paired_tests(per_question)})

@@ -220,8 +220,7 @@ def create_app(systems: Systems, api_key: str | None = None, run_dir: Path | Non
             raise ApiError(400, str(e)) from None
 
     def usage(prompts: list[str], outputs: list[str]) -> dict:
-        count = (lambda t: len(systems.answerer.tokenizer(t).input_ids)) if systems._answerer else \
-            (lambda t: len(t.split()))
+        count = (lambda t: len(systems.tokenizer(t).input_ids)) if systems.tokenizer else (lambda t: len(t.split()))
         p, c = sum(count(t) for t in prompts), sum(count(t) for t in outputs)
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
@@ -328,8 +327,7 @@ def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key
     """Load the systems (the model once, every adapter on it), then serve until interrupted."""
     import uvicorn
     systems = systems_for(target, model, batch_size)
-    if systems.names() != ["retrieval"]:
-        systems.answerer  # load now, not on the first request  # noqa: B018
+    systems.load()  # now, not on the first request
     run_dir = Path(target) if (Path(target) / "qa.jsonl").exists() else None
     app = create_app(systems, api_key, run_dir, batch_size)
     if console is not None:

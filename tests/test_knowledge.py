@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
+from korquad_tune import KorquadTuneError
 from korquad_tune.cli import app
 from korquad_tune.data import parse_squad, prepare, shipped_dev_path, split_heldout
 from korquad_tune.fileio import read_jsonl
@@ -213,8 +214,12 @@ def test_passages_and_reader_adapters_train_on_what_they_should(held_run, tmp_pa
     systems = Systems([passages, reader], max_new_tokens=4).load()
     assert systems.template == "alpaca" and systems.names() == ["base", "passages"]
     qa = read_jsonl(RunDir(run).qa)[:2]
-    got = systems.answer("open-book", qa)
-    assert len(got) == 2
+    assert len(systems.answer("open-book", qa)) == 2
+    with pytest.raises(KorquadTuneError, match="needs a run folder"):
+        systems.answer("rag", qa)
+    systems.run_dir = run  # rag looks the paragraphs up in the run; `serve` lists it
+    assert len(systems.answer("rag", [{"question": q["question"]} for q in qa])) == 2
+    assert systems.names() == ["base", "passages", "retrieval", "rag"]
 
 
 def test_passages_adapter_can_start_from_aug_and_replay_a_little(held_run, tmp_path):

@@ -20,7 +20,14 @@ _WHEN = ("날", "날짜", "해", "연도", "년도", "시기", "생년월일")
 
 # Curated meaning-preserving swaps (applied one at a time, never inside a protected span).
 SYNONYMS = [("년도", "연도"), ("연도", "해"), ("밑에서", "아래에서"), ("어딘가", "어디인가"), ("몇년도", "몇 년"),
-            ("직위", "자리"), ("두번째로", "두 번째로"), ("몇층", "몇 층"), ("몇일", "며칠")]
+            ("직위", "자리"), ("두번째로", "두 번째로"), ("몇층", "몇 층"), ("몇일", "며칠"),
+            # the question words people (and LLMs) swap when they ask the same thing another way (same 받침
+            # on both sides, so a following particle stays right)
+            ("날은", "날짜는"), ("날짜는", "날은"), ("장소는", "곳은"), ("곳은", "장소는"), ("인물은", "사람은"),
+            ("사람은", "인물은"), ("인물의", "사람의"), ("어떤 ", "무슨 "), ("무슨 ", "어떤 "), ("어느 ", "어떤 "),
+            ("이름은", "명칭은"), ("명칭은", "이름은"), ("이유는", "까닭은"), ("체포", "검거"),
+            ("검거", "체포"), ("설립", "창립"), ("창립", "설립"), ("처음으로", "최초로"), ("최초로", "처음으로"),
+            ("국가", "나라"), ("당시", "때")]
 
 # String-level ending swaps for copula questions the topic splitter does not cover ("…의 내용인가?").
 _COPULA_SWAPS = {"인가?": ["입니까?", "인가요?", "일까?", "인지 알려줘.", "인지 알려주세요."],
@@ -106,8 +113,8 @@ def _verbal_variants(question: str, tokens) -> list[str]:
     start = i_ef
     while start > 0 and tokens[start - 1].tag.startswith(("EP", "VV", "VA", "VX", "VCP", "XSV", "XSA")):
         start -= 1
-    if start == i_ef:
-        return []
+    if start == i_ef or any(t.tag == "VCP" for t in tokens[start:i_ef]):
+        return []  # "…어디인가?": Kiwi conjugates the copula after a noun wrongly ("어디이나요?"); _COPULA_SWAPS does it
     prefix = question[:tokens[start].start]
     stem = [(t.form, t.tag.split("-")[0]) for t in tokens[start:i_ef]]
     out = []

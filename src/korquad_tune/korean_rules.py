@@ -173,6 +173,28 @@ def _with_synonyms(question: str) -> list[str]:
     return out
 
 
+_WH_WORDS = ("언제", "어디", "누구", "누가", "무엇", "무슨", "몇", "어느", "어떤", "얼마", "왜", "뭐")
+
+
+def _shortened(question: str) -> list[str]:
+    """The question without one adverbial phrase ("대표로", "당시에", "다시"): people ask the same thing with fewer
+    words, and a model that only saw whole questions keys on all of them. Never a name, number or quoted span,
+    a wh-word, or a word whose removal would leave a sentence without its parts (objects, subjects, verbs)."""
+    words = question.split(" ")
+    if len(words) < 5:
+        return []
+    protected = protected_spans(question)
+    out = []
+    for i, w in enumerate(words[:-1]):
+        tags = [t.tag for t in _kiwi().tokenize(w)]
+        adverbial = tags[-1] == "MAG" or (tags[-1] == "JKB" and tags[0].startswith("NN"))
+        modified = i > 0 and (words[i - 1].startswith(_WH_WORDS) or  # "어느 산에", "주도한 혐의로": a phrase's head
+                              _kiwi().tokenize(words[i - 1])[-1].tag in ("ETM", "MM"))
+        if adverbial and not modified and not w.startswith(_WH_WORDS) and not any(p in w or w in p for p in protected):
+            out.append(" ".join(words[:i] + words[i + 1:]))
+    return out
+
+
 def _split_topic(question: str, tokens):
     """(topic text, wh-word) for nominal questions "X은?", "X은 누구인가?", "X은 무엇입니까?"; else None."""
     body = [t for t in tokens if t.tag not in ("SF", "SE")]
@@ -214,6 +236,7 @@ def rule_paraphrases(question: str, n: int = 10, seed: int = 0) -> list[str]:
     for variant in list(candidates[:4]) + [question]:
         candidates += _reordered(variant)
         candidates += _with_synonyms(variant)
+    candidates += _shortened(question)
     seen = {_norm(question)}
     unique = []
     for c in candidates:

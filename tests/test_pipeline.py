@@ -50,3 +50,19 @@ def test_shipped_default_config_is_the_embedded_default():
 
     from korquad_tune.config import RunConfig, load_run_config
     assert load_run_config(Path(__file__).parents[1] / "configs" / "default.yaml") == RunConfig()
+
+
+def test_every_setting_is_documented_once_and_every_default_named_once():
+    import re
+    from pathlib import Path
+
+    from korquad_tune.config import AugmentConfig, EvalConfig, RunConfig, StudyConfig, TrainConfig
+    for model in (TrainConfig, RunConfig, AugmentConfig, StudyConfig, EvalConfig):
+        undocumented = [name for name, f in model.model_fields.items() if not f.description]
+        assert not undocumented, (model.__name__, undocumented)
+    help_text = " ".join(runner.invoke(app, ["train", "--help"]).output.split())
+    assert all(name in help_text for name in TrainConfig.model_fields)  # every knob reaches --help
+    src = "\n".join(p.read_text() for p in (Path(__file__).parents[1] / "src" / "korquad_tune").glob("*.py"))
+    for literal in ('"gpt-4o-mini"', '"alpaca"', '"gemma3-270m"', '"cpu-default"', "24"):
+        uses = re.findall(r"(?:=|Field\(|Option\(|default=)\s*" + re.escape(literal) + r"\b", src)
+        assert len(uses) <= 1, (literal, uses)  # the defaults that matter, given as a default once

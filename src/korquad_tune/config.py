@@ -130,12 +130,15 @@ class RunConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="first N questions; None = all")
     holdout: bool = Field(True, description="hold out the rephrased and unseen question sets (see `prepare`)")
     heldout: str | None = Field(None, description="held-out JSONL; None = the shipped set (default data only)")
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    study: StudyConfig = Field(default_factory=StudyConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="paraphrases of the training "
+                                   "questions (`korquad-tune augment`)")
+    study: StudyConfig = Field(default_factory=StudyConfig, description="material from the training paragraphs "
+                               "(`korquad-tune study`)")
     preset: str = Field(DEFAULT_PRESET, description="training preset (src/korquad_tune/presets/) or a YAML file")
     train: dict[str, Any] = Field(default_factory=dict, description="overrides on top of the preset")
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    systems: list[Literal[SYSTEMS]] = Field(default_factory=lambda: list(SYSTEMS))
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="how the systems are asked")
+    systems: list[Literal[SYSTEMS]] = Field(default_factory=lambda: list(SYSTEMS), description="the systems "
+                                            "evaluated (adapters they need are trained)")
 
 
 def _presets_dir() -> Path:

@@ -248,7 +248,29 @@ def rule_paraphrases(question: str, n: int = 10, seed: int = 0) -> list[str]:
         unique.append(c)
     rng = random.Random(seed * 1_000_003 + zlib.crc32(question.encode()))
     rng.shuffle(unique)
-    return unique[:n]
+    # the same pool for every seed (the seed picks among variants, it does not make new ones)
+    dropped = [d for d in _word_dropout(question, random.Random(zlib.crc32(question.encode())), 2 * DROPOUT_SHARE)
+               if _norm(d) not in seen and keeps_entities(question, d)]
+    dropped = list(dict.fromkeys(dropped))[:min(DROPOUT_SHARE, n // 3)]
+    return unique[:n - len(dropped)] + dropped
+
+
+DROPOUT_SHARE = 3  # of every question's n variants, at most this many have words left out at random
+
+
+def _word_dropout(question: str, rng: random.Random, k: int) -> list[str]:
+    """`k` copies of the question with a third of its words left out at random (never a name, number, quoted
+    span, wh-word or the last word). Not grammatical, on purpose: a model that saw only whole questions keys on
+    every word of them; one that also saw them with words missing keys on what is left, as a word lookup does
+    (EDA's random deletion, Wei & Zou 2019). Other people's wordings keep some words and change the rest."""
+    words = question.split(" ")
+    protected = {part for span in protected_spans(question) for part in span.split()}
+    droppable = [i for i, w in enumerate(words[:-1])
+                 if not w.startswith(_WH_WORDS) and not any(p in w or w in p for p in protected)]
+    if len(droppable) < 3:
+        return []
+    return [" ".join(w for i, w in enumerate(words) if i not in set(rng.sample(droppable, len(droppable) // 3)))
+            for _ in range(k)]
 
 
 def _norm(text: str) -> str:

@@ -9,6 +9,7 @@ base-model load.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
@@ -99,25 +100,16 @@ def paired_tests(results: dict[str, list[dict]]) -> list[dict]:
     return tests
 
 
-class _progress:
-    """A rich progress bar for long answer runs (silent for a handful of questions)."""
-
-    def __init__(self, label: str | None, total: int):
-        self.label, self.total, self.bar = label, total, None
-
-    def __enter__(self):
-        if not self.label or self.total < 8:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        self.bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn())
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
+@contextmanager
+def _progress(label: str | None, total: int):
+    """A rich progress bar for long answer runs (silent for a handful of questions); yields advance(n)."""
+    if not label or total < 8:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 # ------------------------------------------------------------------ every system behind one call

@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
@@ -22,16 +23,6 @@ from korquad_tune.rundir import RunDir
 # adapter -> (augment, passages, reader): what train() learns from for it
 ADAPTERS = {"no-aug": (False, False, False), "aug": (True, False, False), "passages": (True, True, False),
             "reader": (False, False, True)}
-
-
-class _Timings:
-    def __init__(self, run: RunDir):
-        self.path = run.timings
-        self.data = read_json(self.path) if self.path.exists() else {}
-
-    def record(self, stage: str, seconds: float) -> None:
-        self.data[stage] = round(seconds, 1)
-        write_json(self.path, self.data)
 
 
 def _fingerprint(obj) -> str:
@@ -116,58 +107,58 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     train_cfg = load_train_config(cfg.preset, cfg.train)  # before anything is written: a bad config stamps nothing
     run = RunDir(ensure_dir(out, "run folder (--out)"))
     stamp = _check_settings(run, cfg, train_cfg, fresh)
-    timings = _Timings(run)
+    timings = read_json(run.timings) if run.timings.exists() else {}
     atomic_write_text(run.config, "# run\n" + dump_yaml(cfg) + "# train (resolved preset + overrides)\n"
                       + dump_yaml(train_cfg))
 
-    def stage(name: str):
+    @contextmanager
+    def stage(name: str, key: str | None = None):
+        """A rule with the stage's name; its seconds go to timings.json under `key` (default: the name)."""
         from rich.text import Text
         console.rule(Text(name, style="bold"))
-        return time.time()
+        t = time.time()
+        yield
+        timings[key or name] = round(time.time() - t, 1)
+        write_json(run.timings, timings)
 
     if not run.qa.exists():
-        t = stage("prepare")
-        _, s = prepare(run.root, data=cfg.data, articles=cfg.articles, limit=cfg.limit, holdout=cfg.holdout)
-        counts = read_json(run.prepare_summary)
-        console.print(f"{s.questions} questions from {s.articles} articles: {counts['trained']} train, "
-                      f"{counts['rephrased']} rephrased and {counts['unseen']} unseen held out")
-        timings.record("prepare", time.time() - t)
+        with stage("prepare"):
+            _, s = prepare(run.root, data=cfg.data, articles=cfg.articles, limit=cfg.limit, holdout=cfg.holdout)
+            counts = read_json(run.prepare_summary)
+            console.print(f"{s.questions} questions from {s.articles} articles: {counts['trained']} train, "
+                          f"{counts['rephrased']} rephrased and {counts['unseen']} unseen held out")
     _record_input(run, stamp, "qa")
     if not run.augmentation.exists():
-        t = stage(f"augment ({cfg.augment.backend})")
-        _, s = augment(run.root, **cfg.augment.model_dump())
-        console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
-        timings.record("augment", time.time() - t)
+        with stage(f"augment ({cfg.augment.backend})", "augment"):
+            _, s = augment(run.root, **cfg.augment.model_dump())
+            console.print(f"{s['kept']} paraphrases for {s['questions']} questions (dropped {s['dropped']})")
     _record_input(run, stamp, "augmentation")
     qa = load_qa(run.root)
     sets = question_sets(run, cfg, qa)
     if "passages" in cfg.systems and not run.material.exists():
-        t = stage(f"study ({cfg.study.backend})")
-        _, s = study(run.root, **cfg.study.model_dump())
-        console.print(f"{s['qa']} questions and {s['statements']} statements from {s['paragraphs']} paragraphs "
-                      f"(dropped {s['dropped']})")
-        timings.record("study", time.time() - t)
+        with stage(f"study ({cfg.study.backend})", "study"):
+            _, s = study(run.root, **cfg.study.model_dump())
+            console.print(f"{s['qa']} questions and {s['statements']} statements from {s['paragraphs']} "
+                          f"paragraphs (dropped {s['dropped']})")
     if run.material.exists():
         _record_input(run, stamp, "material")
 
     for name, (with_aug, with_passages, reader) in ADAPTERS.items():
         wanted = name in cfg.systems or (reader and any(x in cfg.systems for x in OPEN_BOOK))
         if wanted and not adapter_done(run.root, name):
-            t = stage(f"train {name}")
-            train(run.root, train_cfg, name=name, augment=with_aug, passages=with_passages, reader=reader,
-                  resume=True)
-            timings.record(f"train {name}", time.time() - t)
+            with stage(f"train {name}"):
+                train(run.root, train_cfg, name=name, augment=with_aug, passages=with_passages, reader=reader,
+                      resume=True)
 
     todo = [(s, system) for s in sets for system in cfg.systems
             if not (run.evaluation(system, s) / "metrics.json").exists()
             and not (system in OPEN_BOOK and s not in cfg.eval.open_book_sets)
             and not (system == "open-book" and not all(q.get("context") for q in sets[s]))]
     if todo:
-        t = stage("evaluate")
-        evaluate_run(run, cfg, train_cfg, sets, todo, console)
-        timings.record("evaluate", time.time() - t)
-    stage("report")
-    paths = write_report(run.root)
+        with stage("evaluate"):
+            evaluate_run(run, cfg, train_cfg, sets, todo, console)
+    with stage("report"):
+        paths = write_report(run.root)
     metrics = read_json(run.metrics)["sets"]
     from korquad_tune.evaluate import print_table
     for set_name, systems in metrics.items():

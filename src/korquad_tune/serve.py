@@ -187,6 +187,10 @@ def create_app(systems: Systems, api_key: str | None = None, run_dir: Path | Non
     async def http_error(_, e: HTTPException):
         return JSONResponse(ApiError(e.status_code, str(e.detail)).body(), status_code=e.status_code)
 
+    @app.exception_handler(Exception)
+    async def server_error(_, e: Exception):  # a failure inside the model still answers in OpenAI's shape
+        return JSONResponse(ApiError(500, f"{type(e).__name__}: {e}", kind="server_error").body(), status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_, e: RequestValidationError):
         return JSONResponse(ApiError(400, str(e.errors()[:1])).body(), status_code=400)

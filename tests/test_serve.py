@@ -122,6 +122,20 @@ def test_requests_that_arrive_together_share_a_batch(server, tiny_run):
     assert batcher.batches - before < len(questions)
 
 
+def test_a_failure_inside_the_model_is_a_server_error_object_and_serving_goes_on(tiny_run, monkeypatch):
+    systems = serving.systems_for(tiny_run)
+    with serving.BackgroundServer(serving.create_app(systems)) as s:
+        monkeypatch.setattr(systems, "answer", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory")))
+        res = httpx.post(s.url + "/v1/chat/completions", timeout=60,
+                         json={"model": "retrieval", "messages": [{"role": "user", "content": "질문"}]})
+        assert res.status_code == 500 and res.json()["error"] == {
+            "message": "RuntimeError: out of memory", "type": "server_error", "param": None, "code": None}
+        monkeypatch.undo()
+        ok = httpx.post(s.url + "/v1/chat/completions", timeout=60,
+                        json={"model": "retrieval", "messages": [{"role": "user", "content": "질문"}]})
+        assert ok.status_code == 200
+
+
 def test_api_key_is_enforced_when_given(tiny_run):
     systems = serving.systems_for(tiny_run)
     with serving.BackgroundServer(serving.create_app(systems, api_key="s3cret")) as s:

@@ -174,6 +174,7 @@ def create_app(systems: Systems, api_key: str | None = None, run_dir: Path | Non
     from starlette.exceptions import HTTPException
 
     app = FastAPI(title="korquad-tune", docs_url=None, redoc_url=None)
+    run_dir = run_dir if run_dir is not None else systems.run_dir  # whose report the page shows
     batcher = Batcher(systems, batch_size)
     app.state.batcher = batcher
     names = systems.names()
@@ -332,8 +333,7 @@ def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key
     import uvicorn
     systems = systems_for(target, model, batch_size)
     systems.load()  # now, not on the first request
-    run_dir = Path(target) if (Path(target) / "qa.jsonl").exists() else None
-    app = create_app(systems, api_key, run_dir, batch_size)
+    app = create_app(systems, api_key, batch_size=batch_size)
     if console is not None:
         console.print(f"serving {', '.join(systems.names())} on http://{host}:{port}/ (OpenAI API at /v1)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -381,10 +381,9 @@ def screenshot(target: str | Path, out: str | Path, question: str, model: str | 
     if chromium is None:
         raise KorquadTuneError("no Chromium found; install it (Debian: apt-get install chromium fonts-nanum)")
     systems = systems_for(target, model)
-    run_dir = Path(target) if (Path(target) / "qa.jsonl").exists() else None
     out = Path(out)
     ensure_dir(out.parent, "screenshot folder")
-    with BackgroundServer(create_app(systems, None, run_dir)) as server, sync_playwright() as p:
+    with BackgroundServer(create_app(systems)) as server, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         ask_on_page(page, server.url, question)

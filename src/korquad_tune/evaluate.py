@@ -172,8 +172,9 @@ class Systems:
         if system == "retrieval":
             return self._retriever().answer(texts)
         if system == "openai":
-            return openai_answers(questions, self.openai_cache or Path("openai_cache.jsonl"), self.api_model,
-                                  self.base_url)
+            if self.openai_cache is None:  # paid answers are always cached somewhere the user chose
+                raise KorquadTuneError("system 'openai' needs a cache file (Systems(openai_cache=...))")
+            return openai_answers(questions, self.openai_cache, self.api_model, self.base_url)
         if system in OPEN_BOOK:
             if not self.readers:
                 raise KorquadTuneError(f"system {system!r} needs a reader adapter (train --reader)")

@@ -2,7 +2,7 @@
 
 Same model, same questions (the 85 of the default run), same 2 CPU threads, measured in one process:
 - baseline: one question at a time, greedy, max_new_tokens=128, no stop rule (the notebook's `gen()`);
-- korquad-tune: `generate_answers` (length-sorted left-padded batches, stop at EOS / `###` / newline,
+- korquad-tune: `generate_from_prompts` (length-sorted left-padded batches, stop at EOS / `###` / newline,
   max_new_tokens=32).
 Prints questions/second for both and the ratio; `--adapter` measures a fine-tuned model instead of the base.
 
@@ -18,12 +18,17 @@ import time
 import torch
 
 from korquad_tune.prompts import DEFAULT_TEMPLATE
+from korquad_tune.prompts import get_template
 
+
+
+def alpaca(questions, tok):
+    """The questions in the Alpaca prompt the adapters were trained with."""
+    return [get_template("alpaca").prompt(q, tok) for q in questions]
 
 def original_gen(model, tokenizer, question: str, template: str = DEFAULT_TEMPLATE,
                  max_new_tokens: int = 128) -> str:
     """The original notebook's `gen()`: one question, no stop rule, 128 new tokens (benchmark baseline)."""
-    from korquad_tune.prompts import get_template
     template = get_template(template)
     prompt = template.prompt(question, tokenizer)
     enc = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False).to(next(model.parameters()).device)
@@ -35,7 +40,7 @@ def original_gen(model, tokenizer, question: str, template: str = DEFAULT_TEMPLA
 
 def main() -> None:
     from korquad_tune.data import parse_squad, shipped_dev_path
-    from korquad_tune.generate import generate_answers
+    from korquad_tune.generate import generate_from_prompts
     from korquad_tune.models import load_model_with_adapters
 
     p = argparse.ArgumentParser()
@@ -52,10 +57,10 @@ def main() -> None:
     model, tok, names = load_model_with_adapters(args.model, [args.adapter] if args.adapter else None)
     if names:
         model.set_adapter(names[0])
-    generate_answers(model, tok, questions[:2])  # warm-up, untimed
+    generate_from_prompts(model, tok, alpaca(questions[:2], tok))  # warm-up, untimed
 
     t = time.perf_counter()
-    batched = generate_answers(model, tok, questions, batch_size=args.batch_size, max_new_tokens=32)
+    batched = generate_from_prompts(model, tok, alpaca(questions, tok), batch_size=args.batch_size, max_new_tokens=32)
     ours_s = time.perf_counter() - t
     t = time.perf_counter()
     baseline = [original_gen(model, tok, q, max_new_tokens=128) for q in questions]

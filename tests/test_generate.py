@@ -4,9 +4,15 @@ from typer.testing import CliRunner
 
 from korquad_tune.cli import app
 from korquad_tune.data import load_qa
-from korquad_tune.generate import cut_at_stop, generate_answers
+from korquad_tune.generate import cut_at_stop, generate_from_prompts
+from korquad_tune.prompts import get_template
 from korquad_tune.models import load_model_with_adapters
 
+
+
+def alpaca(questions, tok):
+    """The questions in the Alpaca prompt the adapters were trained with."""
+    return [get_template("alpaca").prompt(q, tok) for q in questions]
 
 def test_stop_rules():
     assert cut_at_stop(" 1989년 2월 15일 ### Instruction: 다음") == "1989년 2월 15일"
@@ -18,8 +24,8 @@ def test_batched_equals_one_by_one(tiny_run):
     qa = load_qa(tiny_run)
     questions = [r["question"] for r in qa]
     model, tok, names = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])
-    batched = generate_answers(model, tok, questions, batch_size=8, max_new_tokens=16)
-    single = [generate_answers(model, tok, [q], batch_size=1, max_new_tokens=16)[0] for q in questions]
+    batched = generate_from_prompts(model, tok, alpaca(questions, tok), batch_size=8, max_new_tokens=16)
+    single = [generate_from_prompts(model, tok, alpaca([q], tok), batch_size=1, max_new_tokens=16)[0] for q in questions]
     assert batched == single
     # the adapter learnt its questions: most answers are right (a random model gets none)
     right = sum(a == r["answers"][0] for a, r in zip(batched, qa))
@@ -29,7 +35,7 @@ def test_batched_equals_one_by_one(tiny_run):
 def test_untuned_tiny_model_does_not_know_the_answers(tiny_run):
     qa = load_qa(tiny_run)
     model, tok, _ = load_model_with_adapters("tiny-random")
-    answers = generate_answers(model, tok, [r["question"] for r in qa], max_new_tokens=8)
+    answers = generate_from_prompts(model, tok, alpaca([r["question"] for r in qa], tok), max_new_tokens=8)
     assert sum(a == r["answers"][0] for a, r in zip(answers, qa)) == 0
 
 

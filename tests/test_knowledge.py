@@ -29,8 +29,8 @@ def held_run(tmp_path_factory):
 # ------------------------------------------------------------------ test sets
 def test_prepare_holds_out_rephrasings_and_unseen_facts(held_run):
     run = RunDir(held_run)
-    trained, rephrased, unseen = (read_jsonl(p) for p in (run.qa, run.question_set("rephrased"),
-                                                          run.question_set("unseen")))
+    trained, rephrased, unseen = (read_jsonl(p) for p in (run.qa, run.rephrased,
+                                                          run.unseen))
     assert (len(trained), len(rephrased), len(unseen)) == (57, 16, 12)
     assert len({r["id"] for r in trained + rephrased + unseen}) == 85  # a partition of the 85 questions
     for r in rephrased:  # another annotator's question for an answer a training question of its paragraph asks
@@ -137,7 +137,7 @@ def test_study_rules_covers_every_paragraph(held_run):
     doc = load_material(RunDir(held_run))
     assert summary["paragraphs"] == 13 and summary["qa"] == len(doc["qa"]) >= 200
     assert {x["paragraph"] for x in doc["qa"]} == {p["id"] for p in doc["paragraphs"]}
-    held = {r["question"] for name in ("rephrased", "unseen") for r in read_jsonl(RunDir(held_run).question_set(name))}
+    held = {r["question"] for name in ("rephrased", "unseen") for r in read_jsonl(getattr(RunDir(held_run), name))}
     assert not held & {x["question"] for x in doc["qa"]}
 
 

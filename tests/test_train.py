@@ -17,11 +17,17 @@ from korquad_tune.cli import app
 from korquad_tune.config import load_train_config
 from korquad_tune.data import prepare, training_pairs
 from korquad_tune.models import ADAPTER_META
-from korquad_tune.train import shared_prefix_length, tokenize_pair
+from korquad_tune.train import shared_prefix_length, tokenize_example
+from korquad_tune.prompts import get_template
 
 runner = CliRunner()
 CLI = [sys.executable, "-m", "korquad_tune.cli"]
 
+
+
+def alpaca(questions, tok):
+    """The questions in the Alpaca prompt the adapters were trained with."""
+    return [get_template("alpaca").prompt(q, tok) for q in questions]
 
 def test_training_pairs_add_each_paraphrase_with_the_same_answer():
     qa = [{"question": "q1", "answers": ["a1", "a1b"]}, {"question": "q2", "answers": ["a2"]}]
@@ -32,10 +38,9 @@ def test_training_pairs_add_each_paraphrase_with_the_same_answer():
 
 def test_prompt_and_answer_are_tokenised_separately():
     from korquad_tune.models import load_tokenizer, resolve_model
-    from korquad_tune.prompts import get_template
     tok = load_tokenizer(resolve_model("tiny-random"))
     t = get_template("alpaca")
-    ex = tokenize_pair(tok, t, "헤이그의 부인은?", "퍼트리샤 앤토이넷 폭스", 256)
+    ex = tokenize_example(tok, t.prompt("헤이그의 부인은?", tok), "퍼트리샤 앤토이넷 폭스", 256)
     n_prompt = ex["completion_mask"].index(1)
     assert ex["input_ids"][:n_prompt] == tok(t.prompt("헤이그의 부인은?")).input_ids  # what inference sees
     assert ex["input_ids"][-1] == tok.eos_token_id
@@ -131,13 +136,13 @@ def test_export_merged_model_loads_with_plain_transformers(tiny_run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from korquad_tune.data import load_qa
-    from korquad_tune.generate import generate_answers
+    from korquad_tune.generate import generate_from_prompts
     res = runner.invoke(app, ["export", str(tiny_run), "--adapter", "no-aug", "--merged", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
     qa = load_qa(tiny_run)[:4]
-    answers = generate_answers(model, tok, [r["question"] for r in qa], max_new_tokens=16)
+    answers = generate_from_prompts(model, tok, alpaca([r["question"] for r in qa], tok), max_new_tokens=16)
     assert sum(a == r["answers"][0] for a, r in zip(answers, qa)) >= 3
     res = runner.invoke(app, ["ask", qa[0]["question"], "--model", str(tmp_path / "m")])
     assert res.exit_code == 0 and res.output.strip() == answers[0]
@@ -152,7 +157,6 @@ def test_shared_prefix_gives_the_same_loss_and_lora_gradients(reader):
 
     from korquad_tune.data import parse_squad, shipped_dev_path
     from korquad_tune.models import load_base_model, load_tokenizer, resolve_model
-    from korquad_tune.prompts import get_template
     from korquad_tune.train import _lora_config, build_dataset, make_trainer_class, shared_prefix_length
     torch.manual_seed(0)
     cfg = load_train_config("tiny-test", {"lora_dropout": 0.0})

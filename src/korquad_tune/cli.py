@@ -19,29 +19,22 @@ from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+class _ClearErrors(typer.core.TyperGroup):
+    """Every subcommand: a KorquadTuneError becomes one clear line and exit code 2 (no traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KorquadTuneError as e:
+            from rich.text import Text
+            err.print(Text("error: ", style="bold red") + Text(str(e)), highlight=False, soft_wrap=True)  # verbatim
+            raise typer.Exit(code=2)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_ClearErrors,
                   help="Turn SQuAD-format Q/A knowledge into a small fine-tuned LLM, and measure it honestly.")
 console = Console(markup=False, highlight=False)  # paths and questions print verbatim ("[draft].json")
 err = Console(stderr=True)
-
-
-def _fail(e: Exception) -> None:
-    from rich.text import Text
-    err.print(Text("error: ", style="bold red") + Text(str(e)), highlight=False, soft_wrap=True)  # verbatim: no markup
-    raise typer.Exit(code=2)
-
-
-def _guard(fn):
-    """Turn a KorquadTuneError into one clear line and exit code 2 (no traceback)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except KorquadTuneError as e:
-            _fail(e)
-    return wrapper
 
 
 @app.callback()
@@ -56,7 +49,6 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
 
 # ------------------------------------------------------------------ data
 @app.command()
-@_guard
 def prepare(out: Path = typer.Option(..., "--out", help="run directory to write qa.jsonl into"),
             data: Optional[Path] = typer.Option(None, help="SQuAD-format JSON (default: shipped KorQuAD v1 dev)"),
             articles: Optional[int] = typer.Option(None, help="keep only the first N articles"),
@@ -87,7 +79,6 @@ def prepare(out: Path = typer.Option(..., "--out", help="run directory to write 
 
 
 @app.command("export-autotrain")
-@_guard
 def export_autotrain(run_dir: Path, out_dir: Path,
                      augment: bool = typer.Option(True, help="include paraphrases from augmentation.json"),
                      template: str = typer.Option(DEFAULT_TEMPLATE, help="prompt template")) -> None:
@@ -98,7 +89,6 @@ def export_autotrain(run_dir: Path, out_dir: Path,
 
 
 @app.command()
-@_guard
 def score(questions: Path = typer.Option(..., help="JSONL (id, question, answers) or SQuAD JSON"),
           predictions: Path = typer.Option(..., help="JSONL lines with id and prediction"),
           out: Optional[Path] = typer.Option(None, help="where to write the metrics JSON")) -> None:
@@ -110,7 +100,6 @@ def score(questions: Path = typer.Option(..., help="JSONL (id, question, answers
 
 # ------------------------------------------------------------------ augment
 @app.command()
-@_guard
 def augment(run_dir: Path,
             backend: str = typer.Option(AugmentConfig().backend, help="openai | rules | file | shipped"),
             n: int = typer.Option(AugmentConfig().n, help="paraphrases per question"),
@@ -129,7 +118,6 @@ def augment(run_dir: Path,
 
 
 @app.command()
-@_guard
 def study(run_dir: Path,
           backend: str = typer.Option(StudyConfig().backend, help="rules | openai | file"),
           file: Optional[Path] = typer.Option(None, help="file backend: JSONL of context, question, answer"),
@@ -158,7 +146,6 @@ def _knobs_help() -> str:
 
 
 @app.command("train", help=_knobs_help())
-@_guard
 def train_cmd(run_dir: Path,
               model: Optional[str] = typer.Option(None, help="base model (default: the preset's)"),
               preset: str = typer.Option(DEFAULT_PRESET, help="preset name or YAML file"),
@@ -192,7 +179,6 @@ def train_cmd(run_dir: Path,
 
 
 @app.command("export")
-@_guard
 def export_cmd(run_dir: Path, adapter: str = typer.Option(..., help="adapter name under RUN_DIR/adapters"),
                merged: Path = typer.Option(..., help="folder for the standalone merged model")) -> None:
     """Merge an adapter into its base model: a folder that `ask` and plain transformers load."""
@@ -202,7 +188,6 @@ def export_cmd(run_dir: Path, adapter: str = typer.Option(..., help="adapter nam
 
 # ------------------------------------------------------------------ use
 @app.command()
-@_guard
 def ask(question: Optional[str] = typer.Argument(None, help="the question (omit for an interactive prompt)"),
         model: Optional[str] = typer.Option(None, help="base model (default: the adapter's, else gemma3-270m)"),
         adapter: Optional[Path] = typer.Option(None, help="adapter folder from `train`"),
@@ -244,7 +229,6 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
 
 
 @app.command()
-@_guard
 def serve(target: Path = typer.Argument(..., help="a run folder (every adapter, retrieval, rag) or one adapter folder"),
           host: str = typer.Option("127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)"),
           port: int = typer.Option(8000, min=1, max=65535),
@@ -268,7 +252,6 @@ def serve(target: Path = typer.Argument(..., help="a run folder (every adapter, 
 
 
 @app.command()
-@_guard
 def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answers) or SQuAD JSON"),
              out: Path = typer.Option(..., help="output folder"),
              model: Optional[str] = typer.Option(None, help="base model (default: the adapters', else gemma3-270m)"),
@@ -291,7 +274,6 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
 
 
 @app.command()
-@_guard
 def run(config: Optional[Path] = typer.Option(None, help="YAML RunConfig (default: the embedded default run)"),
         out: Path = typer.Option(Path("runs/default"), help="run directory"),
         fresh: bool = typer.Option(False, "--fresh", help="redo every stage instead of resuming")) -> None:
@@ -303,7 +285,6 @@ def run(config: Optional[Path] = typer.Option(None, help="YAML RunConfig (defaul
 
 
 @app.command()
-@_guard
 def report(run_dir: Path) -> None:
     """Rebuild report.md / report.png / metrics.json from a run directory's evaluations."""
     from korquad_tune.report import write_report

@@ -219,7 +219,7 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
     run = RunDir(out)
     _refuse_to_orphan_results(run, sets["trained"])
     for name in HELDOUT_SETS:
-        write_jsonl(run.question_set(name), sets[name])
+        write_jsonl(getattr(run, name), sets[name])
     write_jsonl(run.passages, paragraphs_of(records))
     write_jsonl(run.qa, sets["trained"])  # last: its presence marks a finished prepare
     write_json(run.prepare_summary, {

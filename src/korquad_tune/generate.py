@@ -1,4 +1,4 @@
-"""Batched greedy answers: the one generation function behind `ask`, `evaluate` and `run`.
+"""Batched greedy answers: the one generation function behind `ask`, `evaluate`, `run` and `serve`.
 
 Left padding, batches of similar length (sorted), greedy decoding, each row stopped at EOS or at the next
 `###` / newline (the answer ends there in every prompt style we train), prompt stripped.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from korquad_tune.prompts import DEFAULT_TEMPLATE, PromptTemplate, get_template
 
 STOP_STRINGS = ("###", "\n")
 MAX_NEW_TOKENS = 24  # answer budget: KorQuAD answers are short phrases (the longest default gold is 15 tokens)
@@ -20,16 +19,6 @@ _STOP_RE = re.compile("|".join(re.escape(s) for s in STOP_STRINGS))
 def cut_at_stop(text: str) -> str:
     """The answer is everything before the first stop string, trimmed."""
     return _STOP_RE.split(text, maxsplit=1)[0].strip()
-
-
-def generate_answers(model, tokenizer, questions: Sequence[str], template: PromptTemplate | str = DEFAULT_TEMPLATE,
-                     batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS,
-                     progress: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy answers for `questions`, in input order. `progress(n)` is called after each batch of n."""
-    if isinstance(template, str):
-        template = get_template(template)
-    return generate_from_prompts(model, tokenizer, [template.prompt(q, tokenizer) for q in questions],
-                                 batch_size, max_new_tokens, progress)
 
 
 def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = BATCH_SIZE,

@@ -141,8 +141,8 @@ def study(run_dir: str | Path, backend: str = DEFAULT_BACKEND, n: int = 20, file
         raw, prov = _file(paragraphs, file)
     else:
         raise KorquadTuneError(f"unknown study backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    banned = {_key(r["question"]) for name in HELDOUT_SETS if run.question_set(name).exists()
-              for _, r in iter_jsonl(run.question_set(name))}
+    banned = {_key(r["question"]) for name in HELDOUT_SETS if getattr(run, name).exists()
+              for _, r in iter_jsonl(getattr(run, name))}
     if run.heldout.exists():
         banned |= {_key(r["question"]) for _, r in iter_jsonl(run.heldout)}
     counts: Counter = Counter()

@@ -89,7 +89,7 @@ def question_sets(run: RunDir, cfg: RunConfig, qa: list[dict]) -> dict[str, list
         write_jsonl(run.heldout, heldout)
     sets = {"trained": qa, "paraphrased": heldout or []}
     for name in ("rephrased", "unseen"):
-        sets[name] = read_jsonl(run.question_set(name)) if run.question_set(name).exists() else []
+        sets[name] = read_jsonl(getattr(run, name)) if getattr(run, name).exists() else []
     return {name: rows for name, rows in sets.items() if rows}
 
 

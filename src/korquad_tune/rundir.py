@@ -41,9 +41,6 @@ class RunDir:
             return self.root / FILES[name][0]
         raise AttributeError(name)
 
-    def question_set(self, name: str) -> Path:  # prepare: held-out questions (rephrased, unseen)
-        return self.root / FILES[name][0]
-
     def adapter(self, name: str) -> Path:
         return self.adapters / name
 

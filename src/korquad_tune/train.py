@@ -26,13 +26,9 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- data
-def tokenize_pair(tokenizer, template, question: str, answer: str, max_length: int) -> dict:
-    """Prompt and answer tokenised separately; EOS closes the answer so generation learns where to stop."""
-    return tokenize_example(tokenizer, template.prompt(question, tokenizer), answer, max_length)
-
-
 def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -> dict:
-    """A prompt (no loss) and its completion (loss, closed by EOS); an empty prompt makes plain text to learn."""
+    """Prompt (no loss) and completion (loss, closed by EOS so generation learns where to stop) tokenised
+    separately, so training sees exactly the tokens inference will; an empty prompt makes plain text to learn."""
     prompt_ids = tokenizer(prompt, add_special_tokens=True).input_ids if prompt else \
         tokenizer("", add_special_tokens=True).input_ids
     answer_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
@@ -62,7 +58,7 @@ def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length:
 
     from korquad_tune.prompts import reader_prompt
     datasets.disable_progress_bars()
-    rows = [tokenize_pair(tokenizer, template, q, a, max_length) for q, a in pairs]
+    rows = [tokenize_example(tokenizer, template.prompt(q, tokenizer), a, max_length) for q, a in pairs]
     rows += [tokenize_example(tokenizer, "", t, max_length) for t in texts]
     rows += [tokenize_example(tokenizer, reader_prompt(c, q), a, max_length) for c, q, a in reader_rows]
     return Dataset.from_list(rows)

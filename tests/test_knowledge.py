@@ -133,12 +133,22 @@ def test_clean_title():
 
 # ------------------------------------------------------------------ the study stage
 def test_study_rules_covers_every_paragraph(held_run):
-    path, summary = study(held_run, backend="rules")
+    path, summary = study(held_run, backend="rules", dropout=1)
     doc = load_material(RunDir(held_run))
     assert summary["paragraphs"] == 13 and summary["qa"] == len(doc["qa"]) >= 200
     assert {x["paragraph"] for x in doc["qa"]} == {p["id"] for p in doc["paragraphs"]}
     held = {r["question"] for name in ("rephrased", "unseen") for r in read_jsonl(getattr(RunDir(held_run), name))}
     assert not held & {x["question"] for x in doc["qa"]}
+    # every cloze question comes whole, and most also with a third of their words left out, same answer
+    whole = {(x["question"], x["answer"]) for x in doc["qa"] if x["source"] == "rules"}
+    dropped = [x for x in doc["qa"] if x["source"] == "rules-dropout"]
+    assert len(whole) / 2 < len(dropped) <= len(whole)
+    for x in dropped[:50]:
+        words = x["question"].split()
+        assert any(a == x["answer"] and set(words) < set(q.split()) and len(words) >= len(q.split()) / 2
+                   for q, a in whole), x
+    path, summary = study(held_run, backend="rules", dropout=0)
+    assert {x["source"] for x in load_material(RunDir(held_run))["qa"]} == {"rules"} and summary["qa"] == len(whole)
 
 
 def test_material_filters_drop_and_count():

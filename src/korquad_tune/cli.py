@@ -124,11 +124,13 @@ def study(run_dir: Path,
           n: int = typer.Option(StudyConfig().n, help="openai backend: question/answer pairs per paragraph"),
           base_url: Optional[str] = typer.Option(None, help="openai backend: OpenAI-compatible endpoint"),
           model: str = typer.Option(DEFAULT_API_MODEL, help="openai backend: model name"),
+          dropout: int = typer.Option(StudyConfig().dropout, help="rules backend: copies of each question with a "
+                                      "third of its words left out"),
           concurrency: int = typer.Option(4, help="openai backend: requests in flight"),
           timeout: float = typer.Option(60.0, help="openai backend: seconds per request")) -> None:
     """Write RUN_DIR/material.json: the training paragraphs and questions made from them (for `train --passages`)."""
     from korquad_tune.passages import study as study_
-    path, s = study_(run_dir, backend=backend, n=n, file=file, base_url=base_url, model=model,
+    path, s = study_(run_dir, backend=backend, n=n, file=file, base_url=base_url, model=model, dropout=dropout,
                      concurrency=concurrency, timeout=timeout)
     console.print(f"wrote {path}: {s['qa']} questions and {s['statements']} statements from {s['paragraphs']} "
                   f"paragraphs (dropped: {s['dropped']})", highlight=False)

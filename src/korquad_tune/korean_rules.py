@@ -249,7 +249,7 @@ def rule_paraphrases(question: str, n: int = 10, seed: int = 0) -> list[str]:
     rng = random.Random(seed * 1_000_003 + zlib.crc32(question.encode()))
     rng.shuffle(unique)
     # the same pool for every seed (the seed picks among variants, it does not make new ones)
-    dropped = [d for d in _word_dropout(question, random.Random(zlib.crc32(question.encode())), 2 * DROPOUT_SHARE)
+    dropped = [d for d in word_dropout(question, random.Random(zlib.crc32(question.encode())), 2 * DROPOUT_SHARE)
                if _norm(d) not in seen and keeps_entities(question, d)]
     dropped = list(dict.fromkeys(dropped))[:min(DROPOUT_SHARE, n // 3)]
     return unique[:n - len(dropped)] + dropped
@@ -258,7 +258,7 @@ def rule_paraphrases(question: str, n: int = 10, seed: int = 0) -> list[str]:
 DROPOUT_SHARE = 3  # of every question's n variants, at most this many have words left out at random
 
 
-def _word_dropout(question: str, rng: random.Random, k: int) -> list[str]:
+def word_dropout(question: str, rng: random.Random, k: int) -> list[str]:
     """`k` copies of the question with a third of its words left out at random (never a name, number, quoted
     span, wh-word or the last word). Not grammatical, on purpose: a model that saw only whole questions keys on
     every word of them; one that also saw them with words missing keys on what is left, as a word lookup does

@@ -66,14 +66,29 @@ def filter_material(pairs: list[dict], context: str, banned_questions: set[str],
 
 
 # ------------------------------------------------------------------ backends: {paragraph id: (pairs, statements)}
-def _rules(paragraphs: list[dict]) -> tuple[dict, dict]:
+def _rules(paragraphs: list[dict], dropout: int) -> tuple[dict, dict]:
     from rich.progress import track
 
     from korquad_tune.korean_cloze import cloze_questions
-    out = {p["id"]: ([{"question": c["question"], "answer": c["answer"], "source": "rules"}
-                      for c in cloze_questions(p["context"], p["title"])], [])
+    out = {p["id"]: (with_dropout([{"question": c["question"], "answer": c["answer"], "source": "rules"}
+                                   for c in cloze_questions(p["context"], p["title"])], dropout), [])
            for p in track(paragraphs, description="cloze questions", transient=True)}
-    return out, {"backend": "rules", "method": "Kiwi cloze-to-question over every sentence"}
+    return out, {"backend": "rules", "method": "Kiwi cloze-to-question over every sentence",
+                 "dropout": dropout}
+
+
+def with_dropout(pairs: list[dict], copies: int) -> list[dict]:
+    """The pairs, and `copies` of each with a third of the question's words left out at random (seeded by the
+    question). A cloze question holds its whole sentence; people ask about the same fact with a few of those
+    words and others of their own, so the model should not need every word to recall the answer."""
+    import random
+    import zlib
+
+    from korquad_tune.korean_rules import word_dropout
+    shorter = [{**p, "question": q, "source": p["source"] + "-dropout"} for p in pairs
+               for q in dict.fromkeys(word_dropout(p["question"], random.Random(zlib.crc32(p["question"].encode())),
+                                                   copies))]
+    return pairs + shorter  # whole questions first: a shortened copy never displaces one as a duplicate
 
 
 def parse_study_reply(reply: str) -> tuple[list[dict], list[str]]:
@@ -125,14 +140,14 @@ def _file(paragraphs: list[dict], path: str | Path) -> tuple[dict, dict]:
 
 
 def study(run_dir: str | Path, backend: str = DEFAULT_BACKEND, n: int = 20, file: str | Path | None = None,
-          base_url: str | None = None, model: str = DEFAULT_API_MODEL, concurrency: int = 4,
+          base_url: str | None = None, model: str = DEFAULT_API_MODEL, dropout: int = 0, concurrency: int = 4,
           timeout: float = 60.0) -> tuple[Path, dict]:
     """Write RUN_DIR/material.json for the paragraphs in RUN_DIR/passages.jsonl."""
     from korquad_tune.data import HELDOUT_SETS, load_passages
     run = RunDir(run_dir)
     paragraphs = load_passages(run_dir)
     if backend == "rules":
-        raw, prov = _rules(paragraphs)
+        raw, prov = _rules(paragraphs, dropout)
     elif backend == "openai":
         raw, prov = _openai(paragraphs, run, n, base_url, model, concurrency, timeout)
     elif backend == "file":

@@ -17,14 +17,13 @@ import time
 
 import torch
 
-from korquad_tune.prompts import DEFAULT_TEMPLATE
-from korquad_tune.prompts import get_template
-
+from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
 
 
 def alpaca(questions, tok):
     """The questions in the Alpaca prompt the adapters were trained with."""
     return [get_template("alpaca").prompt(q, tok) for q in questions]
+
 
 def original_gen(model, tokenizer, question: str, template: str = DEFAULT_TEMPLATE,
                  max_new_tokens: int = 128) -> str:

@@ -5,9 +5,8 @@ from typer.testing import CliRunner
 from korquad_tune.cli import app
 from korquad_tune.data import load_qa
 from korquad_tune.generate import cut_at_stop, generate_from_prompts
-from korquad_tune.prompts import get_template
 from korquad_tune.models import load_model_with_adapters
-
+from korquad_tune.prompts import get_template
 
 
 def alpaca(questions, tok):

@@ -17,17 +17,17 @@ from korquad_tune.cli import app
 from korquad_tune.config import load_train_config
 from korquad_tune.data import prepare, training_pairs
 from korquad_tune.models import ADAPTER_META
-from korquad_tune.train import shared_prefix_length, tokenize_example
 from korquad_tune.prompts import get_template
+from korquad_tune.train import shared_prefix_length, tokenize_example
 
 runner = CliRunner()
 CLI = [sys.executable, "-m", "korquad_tune.cli"]
 
 
-
 def alpaca(questions, tok):
     """The questions in the Alpaca prompt the adapters were trained with."""
     return [get_template("alpaca").prompt(q, tok) for q in questions]
+
 
 def test_training_pairs_add_each_paraphrase_with_the_same_answer():
     qa = [{"question": "q1", "answers": ["a1", "a1b"]}, {"question": "q2", "answers": ["a2"]}]

@@ -178,6 +178,9 @@ def train_cmd(run_dir: Path,
                 passages=passages, reader=reader)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per data-parallel process
         console.print(f"adapter written to {out}")
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()  # left open, gloo's threads can abort the interpreter at exit
 
 
 @app.command("export")

@@ -153,7 +153,8 @@ def checkpoints(folder: Path, times: dict) -> list[Path]:
     return sorted(found, key=lambda p: times[p.name])
 
 
-def score(base_dir: str, adapter: Path, questions: list[dict], threads: int) -> float:
+def score(base_dir: str, adapter: Path, question_sets: list[list[dict]], threads: int) -> list[float]:
+    """EM of one checkpoint on each question set (one model load for all of them)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -164,9 +165,12 @@ def score(base_dir: str, adapter: Path, questions: list[dict], threads: int) -> 
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), str(adapter)).eval()
-    prompts = [get_template("alpaca").prompt(q["question"]) for q in questions]
-    answers = generate_from_prompts(model, tok, prompts, 16, 24)
-    return 100 * sum(score_one(a, q["answers"])[0] for a, q in zip(answers, questions)) / len(questions)
+    ems = []
+    for questions in question_sets:
+        prompts = [get_template("alpaca").prompt(q["question"]) for q in questions]
+        answers = generate_from_prompts(model, tok, prompts, 16, 24)
+        ems.append(100 * sum(score_one(a, q["answers"])[0] for a, q in zip(answers, questions)) / len(questions))
+    return ems
 
 
 def main() -> None:
@@ -200,8 +204,7 @@ def main() -> None:
     rows = []
     for tool in timings:
         for ckpt in checkpoints(out / "kept" / tool, timings[tool]["checkpoints"]):
-            em_trained = score(model_dir, ckpt, trained, args.threads)
-            em_heldout = score(model_dir, ckpt, heldout, args.threads)
+            em_trained, em_heldout = score(model_dir, ckpt, [trained, heldout], args.threads)
             rows.append({"tool": tool, "checkpoint": ckpt.name, "seconds": timings[tool]["checkpoints"][ckpt.name],
                          "trained_em": round(em_trained, 1), "heldout_em": round(em_heldout, 1)})
             print(json.dumps(rows[-1]), flush=True)

@@ -3,8 +3,10 @@
 Same model, same questions (the 85 of the default run), same 2 CPU threads, measured in one process:
 - baseline: one question at a time, greedy, max_new_tokens=128, no stop rule (the notebook's `gen()`);
 - korquad-tune: `generate_from_prompts` (length-sorted left-padded batches, stop at EOS / `###` / newline,
-  max_new_tokens=32).
-Prints questions/second for both and the ratio; `--adapter` measures a fine-tuned model instead of the base.
+  max_new_tokens=32), as it runs by default: under bf16 autocast where the CPU has native bf16 matmuls.
+Both are also timed in plain fp32 (korquad-tune) and under the same autocast (the baseline), so the ratio can be
+split into what the batching does and what the autocast does.
+Prints questions/second for each and the ratios; `--adapter` measures a fine-tuned model instead of the base.
 
     python bench/generation.py [--model gemma3-270m] [--adapter runs/default/adapters/aug] [--limit 85]
 """
@@ -17,6 +19,7 @@ import time
 
 import torch
 
+from korquad_tune.generate import BATCH_SIZE
 from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
 
 
@@ -40,13 +43,13 @@ def original_gen(model, tokenizer, question: str, template: str = DEFAULT_TEMPLA
 def main() -> None:
     from korquad_tune.data import parse_squad, shipped_dev_path
     from korquad_tune.generate import generate_from_prompts
-    from korquad_tune.models import load_model_with_adapters
+    from korquad_tune.models import cpu_has_native_bf16, load_model_with_adapters
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="gemma3-270m")
     p.add_argument("--adapter", default=None)
     p.add_argument("--limit", type=int, default=85)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -58,17 +61,30 @@ def main() -> None:
         model.set_adapter(names[0])
     generate_from_prompts(model, tok, alpaca(questions[:2], tok))  # warm-up, untimed
 
-    t = time.perf_counter()
-    batched = generate_from_prompts(model, tok, alpaca(questions, tok), batch_size=args.batch_size, max_new_tokens=32)
-    ours_s = time.perf_counter() - t
-    t = time.perf_counter()
-    baseline = [original_gen(model, tok, q, max_new_tokens=128) for q in questions]
-    base_s = time.perf_counter() - t
+    prompts = alpaca(questions, tok)
 
-    result = {"model": args.model, "adapter": args.adapter, "questions": len(questions),
-              "threads": args.threads, "batch_size": args.batch_size,
-              "baseline_gen_q_per_s": len(questions) / base_s, "korquad_tune_q_per_s": len(questions) / ours_s,
-              "speedup": base_s / ours_s, "baseline_s": base_s, "korquad_tune_s": ours_s,
+    def timed(fn):
+        t = time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - t
+
+    batched, ours_s = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
+                                                           max_new_tokens=32))
+    fp32, ours_fp32_s = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
+                                                             max_new_tokens=32, bf16=False))
+    baseline, base_s = timed(lambda: [original_gen(model, tok, q, max_new_tokens=128) for q in questions])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, base_bf16_s = timed(lambda: [original_gen(model, tok, q, max_new_tokens=128) for q in questions])
+
+    n = len(questions)
+    result = {"model": args.model, "adapter": args.adapter, "questions": n,
+              "threads": args.threads, "batch_size": args.batch_size, "cpu_native_bf16": cpu_has_native_bf16(),
+              "baseline_gen_q_per_s": n / base_s, "korquad_tune_q_per_s": n / ours_s,
+              "speedup": base_s / ours_s,
+              "korquad_tune_fp32_q_per_s": n / ours_fp32_s, "speedup_fp32_only": base_s / ours_fp32_s,
+              "baseline_gen_bf16_autocast_q_per_s": n / base_bf16_s, "speedup_same_autocast": base_bf16_s / ours_s,
+              "answers_changed_by_autocast": sum(a != b for a, b in zip(batched, fp32)),
+              "baseline_s": base_s, "korquad_tune_s": ours_s,
               "example": {"question": questions[0], "baseline": baseline[0][:120], "korquad_tune": batched[0]}}
     print(json.dumps(result, ensure_ascii=False, indent=2))
     if args.out:

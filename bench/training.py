@@ -13,6 +13,7 @@ seconds/epoch; tokens/second counts the non-padding tokens each step processed.
     python bench/training.py [--steps 12] [--threads 2]
     python bench/training.py --prefix [--steps 12]     # shared_prefix off vs on, same data/seed; losses compared
     python bench/training.py --head [--steps 12]       # TRL's fused head vs korquad-tune's loss-position head
+    add --bf16 to train under bf16 autocast, as `train` does by default on a CPU with native bf16 matmuls
 """
 
 from __future__ import annotations
@@ -137,10 +138,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prefix", action="store_true", help="compare shared_prefix off / on instead")
     p.add_argument("--head", action="store_true", help="compare TRL's fused head / ours instead")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (the default on CPUs with native bf16)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_train_config("cpu-default", {"threads": args.threads, "bf16": False, "save_steps": 10_000,
+    cfg = load_train_config("cpu-default", {"threads": args.threads, "bf16": args.bf16, "save_steps": 10_000,
                                             "logging_steps": 1,
                                             "lora_dropout": 0.0 if args.prefix or args.head else 0.05})
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,7 +157,7 @@ def main() -> None:
                 after = ({"shared_prefix": False}, "loss-position head")
             plain = run_ours(run, args.steps, cfg.model_copy(update=before[0]), before[1])
             shared = run_ours(run, args.steps, cfg.model_copy(update=after[0]), after[1])
-            result = {"threads": args.threads, "model": cfg.model, "before": plain, "after": shared,
+            result = {"threads": args.threads, "model": cfg.model, "bf16": args.bf16, "before": plain, "after": shared,
                       "epoch_speedup": plain["seconds_per_epoch"] / shared["seconds_per_epoch"],
                       "max_loss_difference": max(abs(a - b) for a, b in zip(plain["logged_losses"],
                                                                             shared["logged_losses"]))}

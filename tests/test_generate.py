@@ -66,3 +66,15 @@ def test_shared_head_cache_changes_no_answer(tiny_run):
         assert generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=True) == \
             generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=False)
     assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 0  # nothing left to a row: no sharing
+
+
+def test_bf16_autocast_keeps_the_learnt_answers(tiny_run):
+    """Autocast (the default where the CPU has native bf16) and plain fp32 answer the trained questions alike."""
+    qa = load_qa(tiny_run)
+    model, tok, _ = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])
+    prompts = alpaca([r["question"] for r in qa], tok)
+    fp32 = generate_from_prompts(model, tok, prompts, 8, 16, bf16=False)
+    bf16 = generate_from_prompts(model, tok, prompts, 8, 16, bf16=True)
+    gold = [r["answers"][0] for r in qa]
+    assert sum(a == g for a, g in zip(bf16, gold)) >= sum(a == g for a, g in zip(fp32, gold)) - 1
+    assert str(next(model.parameters()).dtype) == "torch.float32"  # autocast casts per op, the weights stay

@@ -1,7 +1,8 @@
 """Batched greedy answers: the one generation function behind `ask`, `evaluate`, `run` and `serve`.
 
 Left padding, batches of similar length (sorted), greedy decoding, each row stopped at EOS or at the next
-`###` / newline (the answer ends there in every prompt style we train), prompt stripped.
+`###` / newline (the answer ends there in every prompt style we train), prompt stripped. On a CPU with native
+bf16 matmuls the fp32 model runs under bf16 autocast, as training does there.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 STOP_STRINGS = ("###", "\n")
 MAX_NEW_TOKENS = 24  # answer budget: KorQuAD answers are short phrases (the longest default gold is 15 tokens)
-BATCH_SIZE = 16  # questions per generation batch
+BATCH_SIZE = 48  # questions per generation batch (on 2 cores 48 answers 1.7x faster than 16, BENCHMARKS 5)
 _STOP_RE = re.compile("|".join(re.escape(s) for s in STOP_STRINGS))
 
 
@@ -23,14 +24,19 @@ def cut_at_stop(text: str) -> str:
 
 def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = BATCH_SIZE,
                           max_new_tokens: int = MAX_NEW_TOKENS,
-                          progress: Callable[[int], None] | None = None, shared_prefix: bool = True) -> list[str]:
+                          progress: Callable[[int], None] | None = None, shared_prefix: bool = True,
+                          bf16: bool | None = None) -> list[str]:
     """Greedy continuations of ready-made prompts, cut at the first stop string, in input order.
 
     Prompts are tokenised once and sorted by length; the head every prompt shares (the template's preamble) is
-    run through the model once per call and its keys/values reused by every batch, each row left-padded after it."""
+    run through the model once per call and its keys/values reused by every batch, each row left-padded after it.
+    `bf16`: autocast an fp32 model on CPU (None: where the CPU has native bf16 matmuls)."""
     import copy
+    from contextlib import nullcontext
 
     import torch
+
+    from korquad_tune.models import cpu_has_native_bf16
 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -38,9 +44,12 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     prefix = common_prefix_length(ids) if shared_prefix and len(ids) > 1 else 0
     order = sorted(range(len(prompts)), key=lambda i: (len(ids[i]), i))
     device = next(model.parameters()).device
+    if bf16 is None:
+        bf16 = device.type == "cpu" and next(model.parameters()).dtype == torch.float32 and cpu_has_native_bf16()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and device.type == "cpu" else nullcontext()
     head_cache = None
     if prefix:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             head_cache = model(input_ids=torch.tensor([ids[0][:prefix]], device=device), use_cache=True).cache
     answers: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
@@ -50,7 +59,7 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
         if head_cache is not None:
             cache = copy.deepcopy(head_cache)
             cache.batch_repeat_interleave(len(idx))
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast:
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
                                  max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                  stop_strings=list(STOP_STRINGS), tokenizer=tokenizer,

@@ -261,16 +261,11 @@ def make_progress_callback():
 # ---------------------------------------------------------------- the stage
 def _use_bf16(cfg: TrainConfig, device: str) -> bool:
     import torch
+
+    from korquad_tune.models import cpu_has_native_bf16
     if cfg.bf16 is not None:
         return cfg.bf16
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # CPU bf16 autocast only pays off with native bf16 matmuls (AVX512-BF16 / AMX).
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_native_bf16()
 
 
 def _lora_config(cfg: TrainConfig):

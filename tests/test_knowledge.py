@@ -103,6 +103,16 @@ def test_a_sentence_becomes_questions_with_the_right_wh_word_and_topic():
     assert ("임종석이 조사를 받은 곳은?", "청량리경찰서") in pairs
 
 
+def test_questions_inflect_existentials_and_adjectives_and_leave_no_dangling_comma():
+    pairs = set(sentence_questions("관련 주요 연구자는 초등학교 교사로서, 주류 학계의 저널에 발표한 적이 없다.", ""))
+    assert ("관련 주요 연구자는 무엇으로서, 주류 학계의 저널에 발표한 적이 없는가?", "초등학교 교사") in pairs  # not 없은가
+    assert not any(" ," in q or "없은" in q for q, _ in pairs)
+    pairs = set(sentence_questions("그는 1990년대 후반에 연설자로서 활동적으로 남아있었다.", ""))
+    assert ("그가 1990년대 후반에 활동적으로 남아있는 것은?", "연설자") in pairs  # not 남아있은
+    pairs = set(sentence_questions("이 조약은 1905년 일본에게 매우 중요하다.", ""))
+    assert ("이 조약은 1905년 누구에게 매우 중요한가?", "일본") in pairs  # not 중요하는가
+
+
 def test_a_name_and_its_kind_become_a_question_about_the_name():
     pairs = set(sentence_questions("노아는 방주를 아라랏 산에 멈추게 했다.", "노아의 방주"))
     assert ("노아가 방주를 멈추게 한 곳은?", "아라랏 산") in pairs

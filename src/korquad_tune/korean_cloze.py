@@ -185,13 +185,15 @@ def _question_ending(text: str, tokens) -> tuple[int, str, str | None] | None:
     while first > 0 and _gap(tokens, first) <= 0:
         first -= 1
     prev = tokens[ef - 1]
-    ending = ("ᆫ가", "EF") if prev.tag in ("VCP", "VA") else ("는가", "EF")
     # Rebuild only the verbal tail (stem + endings) so the rest of the word keeps its spelling: 지명수배|됐는가.
     stem = next((k for k in range(ef - 1, first - 1, -1) if tokens[k].tag.startswith(("V", "XS"))), first)
+    existential = tokens[stem].form.endswith(("있", "없"))  # 있다/없다 inflect like verbs: 없는가, 있는 곳
+    adjectival = prev.tag in ("VCP", "VA", "XSA") and not existential
+    ending = ("ᆫ가", "EF") if adjectival else ("는가", "EF")  # 중요한가, 없는가, 지명수배됐는가
     head = text[tokens[first].start:tokens[stem].start]
     tail = [(t.form, t.tag) for t in tokens[stem:ef]]
     past = any(tag == "EP" for _, tag in tail)
-    modifier = ("ᆫ", "ETM") if past or prev.tag in ("VCP", "VA", "XSA") else ("는", "ETM")
+    modifier = ("ᆫ", "ETM") if (past and not existential) or adjectival else ("는", "ETM")
     try:
         word = head + _kiwi().join(tail + [ending])
         relative = head + _kiwi().join([m for m in tail if m[1] != "EP"] + [modifier])
@@ -354,6 +356,8 @@ def _relative_question(sentence: str, tokens, chunk: Chunk, cut_end: int, pred_s
         before = word + ("" if after_particle else particle(word, "이/가")) + \
             before[topic_marker.start + topic_marker.len:]  # "해전에서는" -> "해전에서", not "해전에서가"
     rest = sentence[cut_end:pred_start]
+    if rest.lstrip().startswith((",", ".", ")")):
+        return None  # the answer closed an apposition or a list: the clause has no slot left for a head noun
     leftover = next((t for t in tokens if t.start == cut_end and t.tag == "JX"), None)
     if leftover is not None:  # "어디에서는" kept its 는; the relative clause has no place for it
         rest = rest[leftover.len:]

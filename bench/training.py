@@ -13,6 +13,7 @@ seconds/epoch; tokens/second counts the non-padding tokens each step processed.
     python bench/training.py [--steps 12] [--threads 2]
     python bench/training.py --prefix [--steps 12]     # shared_prefix off vs on, same data/seed; losses compared
     python bench/training.py --head [--steps 12]       # TRL's fused head vs korquad-tune's loss-position head
+    python bench/training.py --frozen [--steps 12]     # under bf16 autocast: frozen weights fp32 vs bf16
     add --bf16 to train under bf16 autocast, as `train` does by default on a CPU with native bf16 matmuls
 """
 
@@ -138,19 +139,26 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prefix", action="store_true", help="compare shared_prefix off / on instead")
     p.add_argument("--head", action="store_true", help="compare TRL's fused head / ours instead")
+    p.add_argument("--frozen", action="store_true", help="compare frozen weights fp32 / cast to bf16 once "
+                   "(implies --bf16)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (the default on CPUs with native bf16)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    args.bf16 = args.bf16 or args.frozen
     cfg = load_train_config("cpu-default", {"threads": args.threads, "bf16": args.bf16, "save_steps": 10_000,
                                             "logging_steps": 1,
-                                            "lora_dropout": 0.0 if args.prefix or args.head else 0.05})
+                                            "lora_dropout": 0.0 if args.prefix or args.head or args.frozen
+                                            else 0.05})
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         prepare(run, articles=3, holdout=False)  # the 85 questions of the seed's experiment
         augment(run, backend="shipped")
-        if args.prefix or args.head:  # dropout off: with it, a shared head draws one dropout mask for all rows
-            if args.prefix:
+        if args.prefix or args.head or args.frozen:  # dropout off: a shared head draws one mask for all rows
+            if args.frozen:
+                before, after = ({"bf16_frozen": False}, "frozen weights fp32 (autocast casts them at every use)"), \
+                    ({"bf16_frozen": True}, "frozen weights cast to bf16 once")
+            elif args.prefix:
                 before, after = ({"shared_prefix": False}, "per-row prompt"), ({}, "shared prompt head once per batch")
             else:
                 before = ({"loss_head": "trl", "shared_prefix": False}, "TRL's fused head")

@@ -78,3 +78,18 @@ def test_bf16_autocast_keeps_the_learnt_answers(tiny_run):
     gold = [r["answers"][0] for r in qa]
     assert sum(a == g for a, g in zip(bf16, gold)) >= sum(a == g for a, g in zip(fp32, gold)) - 1
     assert str(next(model.parameters()).dtype) == "torch.float32"  # autocast casts per op, the weights stay
+
+
+def test_frozen_weights_cast_to_bf16_change_no_autocast_answer(tiny_run):
+    """What `evaluate` does on a CPU with native bf16: the frozen weights cast once; every answer is the one
+    autocast over fp32 weights gives, and a later call without bf16 still autocasts (it must)."""
+    from korquad_tune.models import cast_frozen_to_bf16
+    qa = load_qa(tiny_run)
+    model, tok, names = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])
+    prompts = alpaca([r["question"] for r in qa], tok)
+    before = generate_from_prompts(model, tok, prompts, 8, 16, bf16=True)
+    cast_frozen_to_bf16(model)
+    assert generate_from_prompts(model, tok, prompts, 8, 16, bf16=True) == before
+    assert generate_from_prompts(model, tok, prompts, 8, 16, bf16=False) == before
+    with model.disable_adapter():
+        generate_from_prompts(model, tok, prompts[:2], 8, 4)  # the untuned base runs on the same weights

@@ -200,3 +200,47 @@ def test_shared_prefix_length_stops_before_any_loss():
     assert shared_prefix_length(ids, labels) == 0  # only 3 shared tokens left: not worth a second forward
     text_rows = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
     assert shared_prefix_length(text_rows, text_rows) == 0  # plain text: loss from the first token on
+
+
+def test_frozen_weights_cast_to_bf16_once_give_the_same_autocast_loss_and_gradients():
+    """Under CPU bf16 autocast the frozen weights are cast once instead of at every use: same loss, same LoRA
+    gradients, and the tied input embeddings stay fp32."""
+    from trl import SFTConfig
+
+    from korquad_tune.data import parse_squad, shipped_dev_path
+    from korquad_tune.models import cast_frozen_to_bf16, load_base_model, load_tokenizer, resolve_model
+    from korquad_tune.train import _lora_config, build_dataset, make_trainer_class
+    torch.manual_seed(0)
+    resolved = resolve_model("tiny-random")
+    tok = load_tokenizer(resolved)
+    records, _ = parse_squad(shipped_dev_path(), articles=1)
+    ds = build_dataset(tok, get_template("alpaca"), [(r["question"], r["answers"][0]) for r in records[:6]], 256)
+    args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=6, use_cpu=True, report_to="none",
+                     completion_only_loss=True, max_length=256, disable_tqdm=True)
+    trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
+                                   processing_class=tok,
+                                   peft_config=_lora_config(load_train_config("tiny-test", {"lora_dropout": 0.0,
+                                                                                    "modules_to_save": []})))
+    for n, p in trainer.model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.02)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    trainer.cpu_autocast = True
+    got = []
+    for cast in (False, True):
+        if cast:
+            assert cast_frozen_to_bf16(trainer.model) > 4
+        trainer.model.zero_grad()
+        with trainer.compute_loss_context_manager():
+            loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        got.append((loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}))
+    base = trainer.model.get_base_model()
+    assert base.get_input_embeddings().weight.dtype == torch.float32
+    assert base.get_output_embeddings().weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters() if p.requires_grad)
+    assert got[1][0] == pytest.approx(got[0][0], rel=1e-6)
+    assert got[1][1].keys() == got[0][1].keys() and len(got[0][1]) > 4
+    for n, g in got[0][1].items():
+        assert torch.allclose(got[1][1][n], g, atol=1e-6, rtol=1e-5), n

@@ -65,6 +65,8 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     seed: int = Field(42, description="random seed (data order, LoRA init)")
     bf16: bool | None = Field(None, description="bf16 autocast; None = on where the hardware supports it")
+    bf16_frozen: bool = Field(True, description="under bf16 autocast on CPU, keep the frozen weights in bf16 "
+                              "(cast once, not at every use; the same matmuls)")
     gradient_checkpointing: bool | None = Field(None, description="None = on for CUDA, off on CPU")
     threads: int | None = Field(None, ge=1, description="torch threads; None = all cores")
     save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (for --resume)")

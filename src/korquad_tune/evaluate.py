@@ -143,7 +143,7 @@ class Systems:
 
     def load(self) -> "Systems":
         """The base model, once, with every adapter stacked on it, and the template the adapters share."""
-        from korquad_tune.models import load_model_with_adapters
+        from korquad_tune.models import cast_frozen_to_bf16, cpu_has_native_bf16, load_model_with_adapters
         metas = list(self.metas.values())
         self.spec = self.model or next((m["model"] for m in metas if m.get("model")), DEFAULT_MODEL)
         if self.model and (Path(self.model) / ADAPTER_META).exists():  # a merged or fully fine-tuned model folder
@@ -155,6 +155,8 @@ class Systems:
                                        "evaluate them separately")
             self.template = templates.pop() if templates else DEFAULT_TEMPLATE
         self.lm, self.tokenizer, _ = load_model_with_adapters(self.spec, self.adapters)
+        if self.lm.device.type == "cpu" and cpu_has_native_bf16():  # generation autocasts there anyway
+            cast_frozen_to_bf16(self.lm)
         return self
 
     def names(self) -> list[str]:

@@ -30,7 +30,8 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
 
     Prompts are tokenised once and sorted by length; the head every prompt shares (the template's preamble) is
     run through the model once per call and its keys/values reused by every batch, each row left-padded after it.
-    `bf16`: autocast an fp32 model on CPU (None: where the CPU has native bf16 matmuls)."""
+    `bf16`: autocast an fp32 model on CPU (None: where the CPU has native bf16 matmuls; always for a model
+    whose frozen weights `cast_frozen_to_bf16` made bf16)."""
     import copy
     from contextlib import nullcontext
 
@@ -46,6 +47,7 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     device = next(model.parameters()).device
     if bf16 is None:
         bf16 = device.type == "cpu" and next(model.parameters()).dtype == torch.float32 and cpu_has_native_bf16()
+    bf16 = bf16 or getattr(model, "bf16_frozen", False)  # its frozen weights are bf16: it only runs under autocast
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and device.type == "cpu" else nullcontext()
     head_cache = None
     if prefix:

@@ -164,6 +164,31 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cast_frozen_to_bf16(model) -> int:
+    """Keep the frozen weights of the linear layers (the output layer too) in bf16, for a model that runs under
+    bf16 autocast on CPU. Autocast casts an fp32 weight to bf16 at every use and caches only trainable ones, so
+    each forward re-reads and re-writes every frozen weight (the 262k-row output layer alone is 168M numbers);
+    cast once, the matmuls are the same. The output layer gets its own bf16 copy where it is tied to the input
+    embeddings, which stay fp32 (they feed the fp32 residual stream). Returns how many weights were cast.
+    Only for models that never run outside autocast: a bf16 weight meets an fp32 input there."""
+    import torch
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head, embeddings = base.get_output_embeddings(), base.get_input_embeddings()
+    cast = 0
+    if head is not None and embeddings is not None and head.weight is embeddings.weight:
+        head.weight = torch.nn.Parameter(head.weight.detach().to(torch.bfloat16), requires_grad=False)
+        cast += 1
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.requires_grad \
+                and module.weight.dtype == torch.float32:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+            if module.bias is not None and not module.bias.requires_grad:
+                module.bias.data = module.bias.data.to(torch.bfloat16)
+            cast += 1
+    model.bf16_frozen = True  # generate_from_prompts then always autocasts
+    return cast
+
+
 def bnb_4bit_config():
     """The original notebook's QLoRA quantisation: nf4, fp16 compute, no double quantisation."""
     import torch

@@ -118,6 +118,14 @@ def make_trainer_class():
             # one process only: under DDP the parameters would be used by two forward calls per step
             self.shared_prefix = shared_prefix and self._patched is not None and self.args.world_size == 1
             self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides by GA steps
+            self.cpu_autocast = False  # bf16 on CPU: every forward of the loss, the shared prefix's too, autocasts
+
+        def compute_loss_context_manager(self):
+            # accelerate autocasts the model's forward only; the shared prefix calls the backbone directly
+            stack = super().compute_loss_context_manager()
+            if self.cpu_autocast:
+                stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+            return stack
 
         def _get_train_sampler(self, train_dataset=None):
             if self.args.train_sampling_strategy != "group_by_length":
@@ -371,6 +379,10 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
                           peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
                           answer_logits_only=cfg.loss == "answer" and not cfg.packing and cfg.loss_head == "positions",
                           shared_prefix=cfg.shared_prefix)
+    trainer.cpu_autocast = bf16 and device == "cpu"
+    if trainer.cpu_autocast and cfg.bf16_frozen and cfg.method == "lora":
+        from korquad_tune.models import cast_frozen_to_bf16
+        cast_frozen_to_bf16(trainer.model)
     recorder = None
     if os.environ.get("KORQUAD_TUNE_RECORD_BATCHES") == "1":
         recorder = trainer.data_collator = RecordingCollator(trainer.data_collator)

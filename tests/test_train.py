@@ -244,3 +244,15 @@ def test_frozen_weights_cast_to_bf16_once_give_the_same_autocast_loss_and_gradie
     assert got[1][1].keys() == got[0][1].keys() and len(got[0][1]) > 4
     for n, g in got[0][1].items():
         assert torch.allclose(got[1][1][n], g, atol=1e-6, rtol=1e-5), n
+
+
+def test_reworded_passes_ask_each_material_question_another_way_each_pass():
+    from korquad_tune.train import reworded_passes
+    material = [("임종석은 언제 여의도 농민 폭력 시위를 주도한 혐의로 지명수배됐는가?", "1989년 2월 15일"),
+                ("임종석이 조사를 받은 곳은?", "청량리경찰서")]
+    passes = reworded_passes(material, 3)
+    assert len(passes) == 6 and passes[:2] == material  # pass 1: the questions as made
+    assert [a for _, a in passes] == [a for _, a in material] * 3
+    for k in (1, 2):
+        assert all(passes[k * 2 + i][0] != q for i, (q, _) in enumerate(material))  # each pass its own wording
+    assert passes[2][0] != passes[4][0]

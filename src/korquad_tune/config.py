@@ -17,6 +17,11 @@ from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 
 
+# Settings that change how fast or how visibly a model trains, never what it learns: a run folder or a checkpoint
+# made with other values of these is still the same experiment.
+NO_RESULT_FIELDS = {"threads", "save_steps", "logging_steps", "report_to", "bf16_frozen"}
+
+
 class TrainConfig(BaseModel):
     """Every training knob, with the default the `cpu-default` preset starts from."""
 
@@ -43,6 +48,9 @@ class TrainConfig(BaseModel):
     replay_paraphrases: int = Field(2, ge=0, description="with passages_from: paraphrases per question replayed")
     material_repeats: int = Field(1, ge=1, description="`passages` adapter: each question made from the paragraphs "
                                   "appears this many times per pass (a fact has few phrasings; a question many)")
+    material_rewordings: bool = Field(False, description="`passages` adapter: each pass asks each question made "
+                                      "from the paragraphs in another wording (the first as made, later ones a "
+                                      "`rules` paraphrase of it), at the compute of repeating it")
     passage_text: bool = Field(True, description="`passages` adapter: learn the paragraphs as plain text too")
     text_piece_chars: int = Field(300, ge=50, description="paragraphs are cut at sentence ends into pieces of about "
                                   "this many characters")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.config import RunConfig, dump_yaml, load_train_config
+from korquad_tune.config import NO_RESULT_FIELDS, RunConfig, dump_yaml, load_train_config
 from korquad_tune.evaluate import OPEN_BOOK
 from korquad_tune.fileio import atomic_write_text, read_json, write_json, write_jsonl
 from korquad_tune.rundir import RunDir
@@ -36,7 +36,7 @@ def file_sha1(path: Path) -> str | None:
 def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool) -> dict:
     """A run folder belongs to one experiment: its run config, the resolved training settings (preset contents,
     not the preset's name) and the inputs its stages were made from. Refuse to mix results from two."""
-    settings = {"config": cfg.model_dump(), "train": train_cfg.model_dump()}
+    settings = {"config": cfg.model_dump(), "train": train_cfg.model_dump(exclude=NO_RESULT_FIELDS)}
     current = {"fingerprint": _fingerprint(settings), **settings, "inputs": {}}
     if fresh:
         for p in run.outputs():
@@ -47,7 +47,8 @@ def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool) -> dict
             changed = sorted({f"train.{k}" for k in settings["train"]
                               if before.get("train", {}).get(k) != settings["train"][k]} |
                              {k for k in settings["config"] if before.get("config", {}).get(k) != settings["config"][k]})
-            raise KorquadTuneError(f"{run.root} holds a run with other settings (changed: {', '.join(changed)}); "
+            what = ", ".join(changed) or "none of its own: it was made by another version of korquad-tune"
+            raise KorquadTuneError(f"{run.root} holds a run with other settings (changed: {what}); "
                                    "use another --out, or --fresh to start this folder over")
         for name, digest in before.get("inputs", {}).items():
             if file_sha1(getattr(run, name)) != digest:

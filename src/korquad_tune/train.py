@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.config import TrainConfig, dump_yaml
+from korquad_tune.config import NO_RESULT_FIELDS, TrainConfig, dump_yaml
 from korquad_tune.fileio import atomic_dir, atomic_write_text, read_json, write_json, write_jsonl
 from korquad_tune.models import ADAPTER_META, load_base_model, load_tokenizer, resolve_model
 from korquad_tune.prompts import get_template
@@ -313,10 +313,31 @@ def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, read
     if passages:
         from korquad_tune.passages import load_material, material_texts
         doc = load_material(run)
-        pairs += [(x["question"], x["answer"]) for x in doc["qa"]] * cfg.material_repeats
+        material = [(x["question"], x["answer"]) for x in doc["qa"]] * cfg.material_repeats
         if cfg.passage_text:
             texts = [piece for t in material_texts(doc) for piece in text_pieces(t, cfg.text_piece_chars)]
+        if cfg.material_rewordings:  # every pass in one dataset, each with its own wording of the material
+            passes = _material_passes(cfg)
+            return pairs * passes + reworded_passes(material, passes), texts * passes, []
+        pairs += material
     return pairs, texts, []
+
+
+def _material_passes(cfg: TrainConfig) -> int:
+    return max(1, round(cfg.passages_epochs or cfg.augmented_epochs or cfg.epochs))
+
+
+def reworded_passes(material: list[tuple[str, str]], passes: int) -> list[tuple[str, str]]:
+    """`passes` copies of the material, copy k asking each question in its k-th wording: the question as made,
+    then `rules` paraphrases of it (other endings, question words, order), the question itself where it has no
+    more. A small model keys a fact on the words it was asked with; asked the same way every pass, it keys on
+    exactly those (Allen-Zhu & Li 2024: facts seen in varied wordings are the ones it can use from another angle)."""
+    from rich.progress import track
+
+    from korquad_tune.korean_rules import rule_paraphrases
+    wordings = {q: [q] + rule_paraphrases(q, passes - 1) for q in
+                track(dict.fromkeys(q for q, _ in material), description="rewording the material", transient=True)}
+    return [(wordings[q][k] if k < len(wordings[q]) else q, a) for k in range(passes) for q, a in material]
 
 
 def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augment: bool = True,
@@ -416,7 +437,7 @@ def _continue_from(run: RunDir, name: str, model):
 def _check_resume_settings(ckpt_dir: Path, last: str | None, cfg: TrainConfig, dataset, model_spec: str) -> None:
     """Checkpoints remember the settings and data they were made with; resuming with others is refused."""
     import hashlib
-    settings = {**cfg.model_dump(exclude={"save_steps", "logging_steps", "report_to", "threads"}),
+    settings = {**cfg.model_dump(exclude=NO_RESULT_FIELDS),
                 "model": model_spec,
                 "data_sha1": hashlib.sha1(json.dumps(list(dataset["input_ids"])).encode()).hexdigest()}
     path = ckpt_dir / "settings.json"
@@ -434,6 +455,8 @@ def _check_resume_settings(ckpt_dir: Path, last: str | None, cfg: TrainConfig, d
 def _epochs(cfg: TrainConfig, augment: bool, passages: bool, reader: bool) -> float:
     if reader:
         return cfg.reader_epochs
+    if passages and cfg.material_rewordings:
+        return 1.0  # the passes are in the dataset (`reworded_passes`)
     if passages and cfg.passages_epochs is not None:
         return cfg.passages_epochs
     return cfg.augmented_epochs if augment and cfg.augmented_epochs is not None else cfg.epochs

@@ -150,7 +150,6 @@ def _wh_phrase(kind: str, surface: str, counter: str, next_tag: str, next_form: 
     return None
 
 
-_ROLE_PARTICLES = {"로", "으로", "로서", "으로서", "로써", "으로써"}
 _CLAUSE_LINKS = {"고", "며", "으며", "지만", "으나", "나", "는데", "ᆫ데"}
 
 
@@ -257,8 +256,8 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         next_tag = nxt.tag if nxt is not None and nxt.start - (tokens[chunk.end - 1].start
                                                                  + tokens[chunk.end - 1].len) == 0 else ""
         next_form = nxt.form if next_tag else ""
-        person = _is_person(surface, tokens, chunk, topic)
-        wh = _wh_phrase(chunk.kind, surface, _counter(sentence, tokens, chunk), next_tag, next_form, person)
+        wh = _wh_phrase(chunk.kind, surface, _counter(sentence, tokens, chunk), next_tag, next_form,
+                        _is_person(surface, tokens, chunk, topic))
         if wh is None:
             continue
         cut_end = nxt.start + nxt.len if next_tag and next_tag != "VCP" else tokens[chunk.end - 1].start + \
@@ -281,16 +280,13 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         core = core_question(question, wh)
         if core and core != question:
             pairs.append((core, answer))
-        # A head noun ("…한 것은?") can stand for a subject, an object, a time or a place, not for a role or a
-        # means: "헤이그가 연설자로서 남아있는 것은?" would ask something else than its answer says.
-        role_or_means = next_form in _ROLE_PARTICLES and not wh.startswith("어디")
-        if next_tag not in ("VCP", "JKG") and chunk.kind != "quantity" and not role_or_means:
+        if next_tag not in ("VCP", "JKG") and chunk.kind != "quantity":
             relative = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,
                                           topic if add_topic else "")
             if relative and answer_free(relative, answer) and 8 <= len(relative) <= MAX_QUESTION_CHARS:
                 pairs.append((relative, answer))
             split = name_and_head(tokens, chunk, sentence) if chunk.kind == "noun" else None
-            if split is not None and not person:  # "…탈출한 해역은?" -> 시나가와 (KorQuAD answers name the thing)
+            if split is not None:  # "…탈출한 해역은?" -> 시나가와 (KorQuAD answers name the thing, not its kind)
                 name, head = split
                 named = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,
                                            topic if add_topic else "", head=head)
@@ -371,73 +367,10 @@ def _relative_question(sentence: str, tokens, chunk: Chunk, cut_end: int, pred_s
     return " ".join(f"{body} {relative} {head}{particle(head, '은/는')}?".split())
 
 
-# A pronoun's particle re-chosen for the name it stands for: 그는 -> 임종석은, 그가 -> 헤이그가.
-_PARTICLE_PAIRS = {"는": "은/는", "은": "은/는", "가": "이/가", "이": "이/가", "를": "을/를", "을": "을/를",
-                   "와": "과/와", "과": "과/와"}
-_PRONOUNS = {"그", "그녀"}
-
-
-def _named_topic(tokens, text: str) -> str | None:
-    """The name a clause is about, when it opens with one as its topic: "헤이그는 …" -> 헤이그."""
-    for i, t in enumerate(tokens[:4]):
-        if t.tag == "JX" and t.form in ("은", "는"):
-            name = tokens[:i]
-            if name and all(x.tag == "NNP" for x in name):
-                return text[name[0].start:name[-1].start + name[-1].len]
-            return None
-    return None
-
-
-def resolve_pronouns(sentence: str, referent: str, tokens=None) -> str:
-    """그/그녀 followed by a particle, replaced by the person they stand for. Wikipedia writes "그는 나토에서 다음
-    5년을 보냈다" where a reader asks "헤이그는 나토에서 얼마나 있었나?": a small model cannot link the pronoun to the
-    name, so the question it learns must carry the name."""
-    tokens = tokens if tokens is not None else _kiwi().tokenize(sentence)
-    out, last = [], 0
-    for i, t in enumerate(tokens[:-1]):
-        nxt = tokens[i + 1]
-        if t.tag == "NP" and t.form in _PRONOUNS and nxt.tag.startswith("J") and _gap(tokens, i + 1) == 0 \
-                and (i == 0 or _gap(tokens, i) > 0):
-            form = sentence[nxt.start:nxt.start + nxt.len]
-            pair = _PARTICLE_PAIRS.get(form)
-            out.append(sentence[last:t.start] + referent + (particle(referent, pair) if pair else form))
-            last = nxt.start + nxt.len
-    return "".join(out) + sentence[last:]
-
-
-# "이름(영어: …, 1924년 12월 2일 ~ 2010년 2월 20일)는 …": a person's life dates, as encyclopaedias open with them
-_LIFE_DATES = re.compile(r"^(?P<name>[^()]{2,40}?)\s*\((?:[^()]*?[,;]\s*)?(?P<born>\d{3,4}년 \d{1,2}월 \d{1,2}일)"
-                         r"\s*~\s*(?P<died>\d{3,4}년 \d{1,2}월 \d{1,2}일)?\s*\)")
-
-
-def life_date_questions(sentence: str, title: str = "") -> list[tuple[str, str]]:
-    """Birth and death questions from an opening "이름(…, 출생일 ~ 사망일)": KorQuAD asks them in these words
-    ("…의 생년월일은?", "…이 태어난 해는?"), and the cloze rules cannot reach a date inside parentheses."""
-    match = _LIFE_DATES.match(sentence)
-    if match is None:
-        return []
-    pairs = []
-    for name in dict.fromkeys(n for n in (match["name"].strip(), clean_title(title)) if n):
-        topic, subject = name + particle(name, "은/는"), name + particle(name, "이/가")
-        born, died = match["born"], match["died"]
-        pairs += [(f"{name}의 생년월일은?", born), (f"{subject} 태어난 날은?", born),
-                  (f"{topic} 언제 태어났는가?", born), (f"{topic} 몇 년에 태어났는가?", born.split()[0])]
-        if died:
-            pairs += [(f"{subject} 사망한 날은?", died), (f"{topic} 언제 사망했는가?", died),
-                      (f"{topic} 몇 년에 사망했는가?", died.split()[0])]
-    return pairs
-
-
 def cloze_questions(context: str, title: str = "") -> list[dict]:
-    """Questions from every sentence of a paragraph: [{question, answer, sentence}]. A pronoun (그는, 그의) is
-    replaced by the name the paragraph last spoke of, the article's title until it names someone."""
+    """Questions from every sentence of a paragraph: [{question, answer, sentence}]."""
     out = []
-    referent = clean_title(title)
     for sent in _kiwi().split_into_sents(context):
-        text = sent.text.strip()
-        tokens = _kiwi().tokenize(text)
-        referent = _named_topic(tokens, text) or referent
-        resolved = resolve_pronouns(text, referent, tokens) if referent else text
-        for q, a in life_date_questions(text, title) + sentence_questions(resolved, title):
-            out.append({"question": q, "answer": a, "sentence": text})
+        for q, a in sentence_questions(sent.text.strip(), title):
+            out.append({"question": q, "answer": a, "sentence": sent.text.strip()})
     return out

@@ -62,7 +62,7 @@ def _squad(paragraphs):
 def test_empty_paragraphs_and_answers_not_in_their_paragraph_are_counted_skips(tmp_path):
     good = {"context": "임종석은 1989년 2월 15일 지명수배되었다.",
             "qas": [{"id": "q1", "question": "임종석이 지명수배된 날은?",
-                     "answers": [{"text": "1989년 2월 15일", "answer_start": 4}]},
+                     "answers": [{"text": "1989년 2월 15일", "answer_start": 5}]},
                     {"id": "q2", "question": "지명수배된 사람은?", "answers": [{"text": "노아", "answer_start": 0}]}]}
     empty = {"context": "  ", "qas": [{"id": "q3", "question": "무엇?", "answers": [{"text": "x", "answer_start": 0}]}]}
     src = tmp_path / "s.json"
@@ -72,11 +72,16 @@ def test_empty_paragraphs_and_answers_not_in_their_paragraph_are_counted_skips(t
     assert "skipped 1 paragraphs with an empty context" in res.output
     assert "skipped 1 questions whose answer is not in their paragraph" in res.output
     assert [r["id"] for r in read_jsonl(tmp_path / "r" / "qa.jsonl")] == ["q1"]
+    # the skipped answer (노아) is not also reported as a kept answer with a wrong answer_start
+    assert json.loads((tmp_path / "r" / "prepare.json").read_text())["answer_start_mismatches"] == 0
 
 
 @pytest.mark.parametrize("paragraphs, expected", [
     ([{"qas": []}], "expected an object with a 'context' string"),  # a SQuAD file without contexts
-    ([{"context": "", "qas": [{"id": "q", "question": "무엇?", "answers": [{"text": "x"}]}]}], "no questions found"),
+    ([{"context": "", "qas": [{"id": "q", "question": "무엇?", "answers": [{"text": "x"}]}]}],
+     "no questions found (skipped 1 paragraphs with an empty context)"),
+    ([{"context": "서울은 한국의 수도이다.", "qas": [{"id": "q", "question": "한국의 수도는?", "answers": [{"text": "부산"}]}]}],
+     "no questions found (skipped 1 questions whose answer is not in their paragraph)"),
 ])
 def test_files_with_nothing_to_learn_fail_in_one_line_and_write_nothing(tmp_path, paragraphs, expected):
     src = tmp_path / "s.json"

@@ -106,17 +106,18 @@ def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dic
                 answers = qa.get("answers")
                 _require(isinstance(answers, list) and len(answers) > 0, path, where_q,
                          "empty or missing 'answers' list (every question needs at least one gold answer)")
-                texts = []
                 for ans_i, ans in enumerate(answers):
                     _require(isinstance(ans, dict) and isinstance(ans.get("text"), str) and ans["text"].strip(),
                              path, f"{where_q}.answers[{ans_i}]", "expected an object with a non-empty 'text'")
-                    start = ans.get("answer_start")
-                    if not (isinstance(start, int) and context[start:start + len(ans["text"])] == ans["text"]):
-                        summary.answer_start_mismatches += 1
-                    texts.append(ans["text"])
+                texts = [ans["text"] for ans in answers]
                 if not any(t in context for t in texts):
                     summary.answers_not_in_context += 1
                     continue
+                # Only kept questions count: a skipped answer is reported once, as skipped.
+                summary.answer_start_mismatches += sum(
+                    not (isinstance(a.get("answer_start"), int)
+                         and context[a["answer_start"]:a["answer_start"] + len(a["text"])] == a["text"])
+                    for a in answers)
                 records.append({"id": str(qid), "title": title, "question": question.strip(),
                                 "answers": texts, "context": context})
     counts = Counter(r["question"] for r in records)
@@ -213,8 +214,13 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
         summary.questions = len(records)
         summary.distinct_questions = len({r["question"] for r in records})
     if not records:
-        raise KorquadTuneError(f"{source}: no questions found (check --articles/--limit, and that paragraphs "
-                               "have a non-empty context holding their answers)")
+        skipped = [f"{n} {what}" for n, what in ((summary.empty_contexts, "paragraphs with an empty context"),
+                                                 (summary.answers_not_in_context,
+                                                  "questions whose answer is not in their paragraph")) if n]
+        raise KorquadTuneError(f"{source}: no questions found" + (f" (skipped {' and '.join(skipped)})" if skipped
+                                                                   else "") +
+                               "; check --articles/--limit, and that each paragraph has a non-empty context holding "
+                               "its questions' answers")
     sets = split_heldout(records) if holdout else {"trained": records, "rephrased": [], "unseen": []}
     run = RunDir(out)
     _refuse_to_orphan_results(run, sets["trained"])

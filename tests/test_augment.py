@@ -171,3 +171,22 @@ def test_unreachable_endpoint_is_a_clear_error(tmp_path, monkeypatch):
                               "http://127.0.0.1:9/v1", "--timeout", "1"])
     assert res.exit_code == 2 and "cannot reach" in res.output
     assert not (tmp_path / "augmentation.json").exists()
+
+
+def test_rules_ask_a_relative_clause_question_with_the_wh_word_inside_and_compound_an_act():
+    vs = rule_paraphrases("임종석이 여의도 농민 폭력 시위를 주도한 혐의로 지명수배 된 날은?", n=60)
+    assert "임종석이 여의도 농민 폭력 시위를 주도한 혐의로 언제 지명수배 됐는가?" in vs
+    assert "임종석이 여의도 농민 폭력 시위 주도 혐의로 지명수배 된 날은?" in vs
+    assert "누가 순수 수학, 물리학, 천문학, 생물학에 관한 책을 썼는가?" in rule_paraphrases(
+        "순수 수학, 물리학, 천문학, 생물학에 관한 책을 쓴 사람은?", n=60)
+    assert "헤이그가 어디에서 태어났는가?" in rule_paraphrases("헤이그가 태어난 곳은?", n=60)
+    assert "누가 임종석을 만났는가?" in rule_paraphrases("임종석을 만난 사람은?", n=60)
+    assert "어디가 포켓몬스터 금, 은을 개발했는가?" in rule_paraphrases("포켓몬스터 금, 은을 개발한 곳은?", n=60)
+    assert "임종석이 검거된 장소는 경희대 내 어디인가?" in rule_paraphrases("임종석을 검거한 장소는 경희대 내 어디인가?", n=60)
+    # the clause has its subject, so the person is an object: which case 누구 takes would be a guess
+    assert not any("누가" in v or "누구를" in v for v in rule_paraphrases("임종석이 만난 사람은?", n=60))
+    # only a noun about the act compounds ("거부 사람" is not Korean), and only an act with no agent named
+    # turns passive ("시위가 주도된 혐의로 … 지명수배된 사람" would lose who led it)
+    assert not any("거부 사람" in v for v in rule_paraphrases("인도를 거부한 사람은 누구인가?", n=60))
+    assert not any("시위가 주도된" in v for v in rule_paraphrases(
+        "1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 지명수배된 사람의 이름은?", n=60))

@@ -8,6 +8,7 @@ Every variant is checked to keep each proper noun, number, Latin/Hanja word and 
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import zlib
@@ -164,6 +165,115 @@ def _reordered(question: str) -> list[str]:
     return out
 
 
+_TO_WHERE = ("가", "오", "이동", "파견", "보내", "돌아가", "돌아오", "향하", "옮기", "망명", "진출")
+_PLACES = ("곳", "장소", "지역", "도시")
+_AT_WHERE = ("도착", "정착", "머물", "멈추", "살", "거주", "남", "있")
+
+
+def _wh_moved(question: str, tokens) -> list[str]:
+    """KorQuAD's "…X가 V한 HEAD은?" asked the other common way, with the wh-word in the clause: "…X가 언제
+    V했는가?" (HEAD a time), "…누가 V했는가?" (a person, when the clause has no subject yet), "…어디에서/어디로
+    V했는가?" (a place). People and LLMs switch between the two forms all the time; the words all stay."""
+    body = [t for t in tokens if t.tag not in ("SF", "SE")]
+    if len(body) < 5 or body[-1].tag != "JX" or body[-2].tag != "NNG" or body[-3].tag != "ETM":
+        return []
+    head, etm = body[-2].form, body[-3]
+    wh = _wh_for(head)
+    if wh == "무엇" or head != head.strip() or etm.form not in ("ᆫ", "은", "는"):
+        return []
+    i = len(body) - 4  # the predicate's last morpheme before the ETM
+    group = []
+    while i >= 0 and body[i].tag.split("-")[0] in ("VV", "XSV", "EP", "VX"):
+        group.insert(0, body[i])
+        i -= 1
+    if not group or group[0].tag.split("-")[0] not in ("VV", "XSV"):
+        return []  # adjectives and copulas ("높은 직위") do not move
+    start = group[0].start
+    if group[0].tag == "XSV":  # "지명수배 된", "검거한": the verb's noun belongs to the verb
+        j = i
+        while j >= 0 and body[j].tag == "NNG":
+            start = body[j].start
+            j -= 1
+        if j == i:
+            return []
+    clause = question[:start]
+    if start > 0 and question[start - 1] != " ":
+        return []  # the verb starts inside a word ("얻어온"): nowhere to put the wh-word
+    has_subject = any(t.tag == "JKS" or (t.tag == "JX" and t.form in ("은", "는")) for t in body[:i + 1])
+    front = None  # the wh-word that opens the question as its subject
+    if not has_subject and wh in ("누구", "어디"):  # "…을 쓴 사람은?" -> "누가 …을 썼는가?": the head did it
+        front = "누가" if wh == "누구" else "어디가" if head.endswith(_PLACES) else f"어느 {head}{particle(head, '이/가')}"
+    elif wh == "어디" and head.endswith(_PLACES):  # "헤이그가 태어난 곳은?" -> "헤이그가 어디에서 태어났는가?"
+        stem = body[i + 1].form if group[0].tag == "XSV" else group[0].form
+        inside = "어디로" if stem in _TO_WHERE else "어디에" if stem in _AT_WHERE else "어디에서"
+    elif wh == "언제":
+        inside = "언제"
+    else:
+        return []  # "X가 만난 사람은?": the head is an object; 누구를 would be a guess
+    verb_start = group[0].start
+    noun = question[start:verb_start]
+    morphs = [(t.form, t.tag.split("-")[0]) for t in group]
+    ending = [("었", "EP"), ("는가", "EF")] if etm.form in ("ᆫ", "은") else [("는가", "EF")]
+    try:
+        verb = _kiwi().join(morphs + ending)
+    except Exception:  # kiwi refuses the conjugation: no variant
+        return []
+    if front:
+        return [" ".join(f"{front} {clause}{noun}{verb}?".split())]
+    if clause.rstrip().endswith(("에서", "으로", "로", "에")) and wh == "어디":
+        return []  # "…오사카에서 태어난 곳": the place is already said; a second one is not Korean
+    out = [" ".join(f"{clause}{inside} {noun}{verb}?".split())]
+    if wh == "언제" and clause.strip():
+        out.append(" ".join(f"언제 {clause}{noun}{verb}?".split()))
+    return out
+
+
+# Nouns about an act (its time, place, reason, charge...) that can follow the act as a compound: "시위 주도 혐의",
+# "임종석 검거 장소". A person or thing doing the act cannot ("인도 거부 사람" is not Korean).
+_EVENT_NOUNS = _WHEN + ("장소", "곳", "시간", "시각", "이유", "목적", "혐의", "방법", "과정", "계획", "사건", "결과",
+                        "당시", "이후", "후", "전", "직후", "배경", "계기", "기간", "횟수", "비용", "날짜")
+
+
+def _compounded(question: str, tokens) -> list[str]:
+    """"시위를 주도한 혐의" -> "시위 주도 혐의": an object and its Sino-Korean 하다-verb before a noun about the act,
+    said as one noun phrase, as people often say it (the same words, without 를 and 한)."""
+    out = []
+    for i in range(len(tokens) - 5):
+        obj, jko, verb, xsv, etm, noun = tokens[i:i + 6]
+        if (obj.tag.startswith("NN") and jko.tag == "JKO" and verb.tag == "NNG" and xsv.tag == "XSV"
+                and xsv.form == "하" and etm.tag == "ETM" and etm.form == "ᆫ" and noun.form in _EVENT_NOUNS
+                and question[jko.start + jko.len:verb.start] == " " and question[verb.start + verb.len - 1:
+                                                                                  noun.start].endswith(" ")):
+            out.append(question[:jko.start] + " " + question[verb.start:verb.start + verb.len] + " "
+                       + question[noun.start:])
+    return out
+
+
+def _passivized(question: str, tokens) -> list[str]:
+    """"임종석을 검거한 장소는?" -> "임종석이 검거된 장소는?": with no subject before it, the object of a
+    Sino-Korean 하다-verb becomes the subject of its 되다 passive. Only before a noun about the act (its time,
+    place, reason): "방주를 발견한 탐험가" names the one who acted and has no such passive."""
+    out = []
+    for k in range(3, len(tokens) - 1):
+        etm, xsv, verb, head = tokens[k], tokens[k - 1], tokens[k - 2], tokens[k + 1]
+        if not (etm.tag == "ETM" and etm.form in ("ᆫ", "는") and xsv.tag == "XSV" and xsv.form == "하"
+                and verb.tag == "NNG" and head.tag == "NNG" and head.form in _EVENT_NOUNS):
+            continue
+        if k + 2 < len(tokens) and not (tokens[k + 2].tag in ("JX", "JKS") or tokens[k + 2].tag.startswith("S")):
+            continue  # "…를 주도한 혐의로 지명수배된 사람": the act's agent is named later; only the topic moves
+        before = tokens[:k - 2]
+        if any(t.tag == "JKS" or (t.tag == "JX" and t.form in ("은", "는")) for t in before):
+            continue  # a subject is the one who acted: its object stays an object
+        objects = [t for t in before if t.tag == "JKO"]
+        if not objects:
+            continue
+        jko = objects[-1]
+        head_text = question[:jko.start]
+        out.append(head_text + particle(head_text, "이/가") + question[jko.start + jko.len:xsv.start]
+                   + ("된" if etm.form == "ᆫ" else "되는") + question[etm.start + etm.len:])
+    return out
+
+
 def _with_synonyms(question: str) -> list[str]:
     protected = protected_spans(question)
     out = []
@@ -218,36 +328,47 @@ def _split_topic(question: str, tokens):
 
 
 def rule_paraphrases(question: str, n: int = 10, seed: int = 0) -> list[str]:
-    """Up to `n` distinct meaning-preserving variants of `question`, deterministic for a given seed."""
+    """Up to `n` distinct meaning-preserving variants of `question`, deterministic for a given seed. The variants
+    are taken from each kind of rewrite in turn (the wh-word moved into the clause, compounds, passives, synonyms,
+    word order, endings, a word left out), so a question's few paraphrases differ in structure, as an LLM's do,
+    and not only in their last word."""
     question = " ".join(question.split())
     tokens = _kiwi().tokenize(question)
-    candidates: list[str] = []
+    kinds: dict[str, list[str]] = {k: [] for k in ("moved", "compound", "passive", "synonym", "reorder", "ending",
+                                                   "short")}
     split = _split_topic(question, tokens)
     if split:
         topic, wh = split
-        candidates += _topic_variants(topic, wh)
+        kinds["ending"] += _topic_variants(topic, wh)
         for re_topic in _reordered(topic + "은 ?"):
-            candidates += _topic_variants(re_topic.rsplit(" ", 1)[0].removesuffix("은"), wh)[:3]
+            kinds["reorder"] += _topic_variants(re_topic.rsplit(" ", 1)[0].removesuffix("은"), wh)[:3]
+        for moved in _wh_moved(question, tokens):
+            kinds["moved"] += [moved] + _verbal_variants(moved, _kiwi().tokenize(moved))[:2]
     else:
-        candidates += _verbal_variants(question, tokens)
+        kinds["ending"] += _verbal_variants(question, tokens)
         for end, swaps in _COPULA_SWAPS.items():
             if question.endswith(end):
-                candidates += [question[: -len(end)] + alt for alt in swaps]
-    for variant in list(candidates[:4]) + [question]:
-        candidates += _reordered(variant)
-        candidates += _with_synonyms(variant)
-    candidates += _shortened(question)
+                kinds["ending"] += [question[: -len(end)] + alt for alt in swaps]
+    for variant in kinds["ending"][:4] + kinds["moved"][:1] + [question]:
+        variant_tokens = _kiwi().tokenize(variant)
+        kinds["compound"] += _compounded(variant, variant_tokens)
+        kinds["passive"] += _passivized(variant, variant_tokens)
+        kinds["reorder"] += _reordered(variant)
+        kinds["synonym"] += _with_synonyms(variant)
+    kinds["short"] += _shortened(question)
     seen = {_norm(question)}
-    unique = []
-    for c in candidates:
-        c = " ".join(c.split())
-        k = _norm(c)
-        if k in seen or not keeps_entities(question, c):
-            continue
-        seen.add(k)
-        unique.append(c)
     rng = random.Random(seed * 1_000_003 + zlib.crc32(question.encode()))
-    rng.shuffle(unique)
+    pools = []
+    for variants in kinds.values():
+        pool = []
+        for c in variants:
+            c = " ".join(c.split())
+            if _norm(c) not in seen and keeps_entities(question, c):
+                seen.add(_norm(c))
+                pool.append(c)
+        rng.shuffle(pool)
+        pools.append(pool)
+    unique = [v for turn in itertools.zip_longest(*pools) for v in turn if v is not None]  # one of each kind in turn
     # the same pool for every seed (the seed picks among variants, it does not make new ones)
     dropped = [d for d in word_dropout(question, random.Random(zlib.crc32(question.encode())), 2 * DROPOUT_SHARE)
                if _norm(d) not in seen and keeps_entities(question, d)]

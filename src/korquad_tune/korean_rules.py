@@ -1,8 +1,10 @@
 """Offline Korean question paraphraser (the `rules` augment backend), built on Kiwi morphology.
 
-It rewrites only the *form* of a question: the question ending (…은? / …은 무엇인가? / …은 무엇입니까? /
-…을 알려줘), the wh-word phrasing (언제/어디/누구/무엇/몇), the position of a time or place phrase, honorific
-vs. plain style, and a few curated synonyms. Particles are re-chosen from the 받침 of the word they follow.
+It rewrites the *form* of a question, keeping its content words: the question ending (…은? / …은 무엇인가? /
+…은 무엇입니까? / …을 알려줘), the wh-word phrasing (언제/어디/누구/무엇/몇), where the wh-word sits (KorQuAD's
+"…한 날은?" as "…언제 …했는가?"), an act said as a compound or in the passive ("시위를 주도한 혐의" / "시위 주도 혐의",
+"임종석을 검거한 장소" / "임종석이 검거된 장소"), the position of a time or place phrase, honorific vs. plain style,
+and a few curated synonyms. Particles are re-chosen from the 받침 of the word they follow.
 Every variant is checked to keep each proper noun, number, Latin/Hanja word and quoted span of the original.
 """
 

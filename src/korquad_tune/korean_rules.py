@@ -181,7 +181,7 @@ def _wh_moved(question: str, tokens) -> list[str]:
         return []
     head, etm = body[-2].form, body[-3]
     wh = _wh_for(head)
-    if wh == "무엇" or head != head.strip() or etm.form not in ("ᆫ", "은", "는"):
+    if wh == "무엇" or etm.form not in ("ᆫ", "은", "는"):
         return []
     i = len(body) - 4  # the predicate's last morpheme before the ETM
     group = []

@@ -135,8 +135,8 @@ def write_report(run_dir: str | Path, settings: dict | None = None) -> list[Path
           "facts* are KorQuAD questions whose answer no training question asks, about paragraphs that were "
           "trained on. `open-book` and `rag` see a paragraph in the prompt; the others answer closed-book. "
           "The intervals cover which questions were drawn, not which random seed trained an adapter: on the "
-          "default articles a reseed alone moved an adapter by about 5 EM points on 114 paraphrases and 19 on "
-          "16 rephrasings (BENCHMARKS.md, section 2b).", "",
+          "default articles a reseed alone changed 31 of an adapter's 114 paraphrase answers and moved its EM "
+          "on 16 rephrasings by 19 points (BENCHMARKS.md, section 2b).", "",
           *_table(results), "", "![EM by system](report.png)", "",
           "## Closed-book EM as a share of rag's", "", *(_share_of_rag(results) or ["(no rag results)"]), "",
           "## Paired tests (McNemar, exact, on EM right/wrong)", ""]

@@ -217,10 +217,9 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
         skipped = [f"{n} {what}" for n, what in ((summary.empty_contexts, "paragraphs with an empty context"),
                                                  (summary.answers_not_in_context,
                                                   "questions whose answer is not in their paragraph")) if n]
-        raise KorquadTuneError(f"{source}: no questions found" + (f" (skipped {' and '.join(skipped)})" if skipped
-                                                                   else "") +
-                               "; check --articles/--limit, and that each paragraph has a non-empty context holding "
-                               "its questions' answers")
+        why = f" (skipped {' and '.join(skipped)})" if skipped else ""
+        raise KorquadTuneError(f"{source}: no questions found{why}; check --articles/--limit, and that each paragraph "
+                               "has a non-empty context holding its questions' answers")
     sets = split_heldout(records) if holdout else {"trained": records, "rephrased": [], "unseen": []}
     run = RunDir(out)
     _refuse_to_orphan_results(run, sets["trained"])

@@ -117,6 +117,14 @@ def test_user_mistypes_a_key_under_train_in_a_run_config(tmp_path):
     assert runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "run")]).exit_code == 0
 
 
+def test_user_leaves_a_bracket_open_in_a_run_config(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("articles: 1\nsystems: [retrieval, aug\n", encoding="utf-8")
+    text = fails(["run", "--config", config, "--out", tmp_path / "run"], "run.yaml: invalid YAML at line 3")
+    assert "^" not in text  # one line: no echo of the file under a caret
+    assert not (tmp_path / "run").exists()
+
+
 def test_user_brings_a_run_config_from_before_the_augment_and_eval_sections(tmp_path):
     config = tmp_path / "old.yaml"
     config.write_text(yaml.safe_dump({"articles": 1, "augment_backend": "rules", "max_new_tokens": 16}))

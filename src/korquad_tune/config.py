@@ -162,6 +162,16 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in _presets_dir().glob("*.yaml"))
 
 
+def _yaml_where(e) -> str:
+    mark = getattr(e, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _yaml_problem(e) -> str:
+    """PyYAML's complaint in one line, without its echo of the offending text."""
+    return " ".join(str(getattr(e, "problem", None) or e).split())
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
@@ -169,7 +179,7 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as e:
-        raise KorquadTuneError(f"{path}: invalid YAML: {e}") from None
+        raise KorquadTuneError(f"{path}: invalid YAML{_yaml_where(e)}: {_yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise KorquadTuneError(f"{path}: expected a mapping of settings at the top level")
     return data

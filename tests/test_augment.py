@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -13,8 +14,8 @@ from typer.testing import CliRunner
 
 from korquad_tune.augment import augment, filter_paraphrases, load_shipped_heldout, parse_list
 from korquad_tune.cli import app
-from korquad_tune.data import load_augmentation, load_qa, prepare, training_pairs
-from korquad_tune.korean_rules import keeps_entities, protected_spans, rule_paraphrases
+from korquad_tune.data import load_augmentation, load_qa, prepare, run_pairs, training_pairs
+from korquad_tune.korean_rules import keeps_entities, protected_spans, rule_paraphrases, swappable_words, word_swap
 from korquad_tune.rundir import RunDir
 
 runner = CliRunner()
@@ -104,6 +105,45 @@ def test_rules_backend_cli(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "augmentation.json").read_text())
     assert doc["summary"]["backend"] == "rules" and all(len(v) == 5 for v in doc["augmentation_dict"].values())
+
+
+def test_rules_backend_keeps_its_noisy_variants_among_the_n_it_writes(tmp_path):
+    # augment asks the paraphraser for a few spare variants and keeps n: the word-dropped and word-swapped
+    # ones must be among those n, not the spares (they were, until session 8, mostly cut)
+    prepare(tmp_path, articles=1, holdout=False)
+    res = runner.invoke(app, ["augment", str(tmp_path), "--backend", "rules", "--n", "10"])
+    assert res.exit_code == 0, res.output
+    kept = json.loads((tmp_path / "augmentation.json").read_text())["augmentation_dict"]
+    pool = set(swappable_words(list(kept)))
+    doc = json.loads((tmp_path / "augmentation.json").read_text())
+    listed = {v for vs in doc["noisy"].values() for v in vs}  # the noisy copies, listed as such
+    swapped = 0
+    for q, variants in kept.items():
+        words = q.split()
+        for v in variants:
+            vw = v.split()
+            shorter = len(vw) < len(words) and set(vw) <= set(words)  # words left out (or a shortened rewording)
+            foreign = set(vw) - set(words)
+            one_swapped = len(vw) == len(words) and len(foreign) == 1 and foreign <= pool
+            swapped += one_swapped
+            assert v not in listed or shorter or one_swapped, (q, v)
+            assert keeps_entities(q, v), (q, v)
+    assert swapped >= len(kept) and len(listed) >= 4 * len(kept)  # about 2 and 5 of each question's 10
+    assert doc["summary"]["noisy"] == len(listed)
+    # the adapters learn the noisy copies; the retrieval baseline does not index them
+    trained = {q for q, _ in run_pairs(tmp_path)}
+    looked_up = {q for q, _ in run_pairs(tmp_path, rewordings_only=True)}
+    assert listed <= trained and not listed & looked_up and trained - listed == looked_up
+
+
+def test_word_swap_takes_in_no_names_and_keeps_the_question_s_own():
+    questions = ["알렉산더 헤이그가 졸업한 대학교는?", "노아의 방주 내부에 바른 것은 무엇인가?"]
+    pool = swappable_words(questions)
+    assert "알렉산더" not in pool and "헤이그가" not in pool and "졸업한" in pool and "내부에" in pool
+    q = "알렉산더 헤이그가 졸업한 대학교는?"
+    for v in word_swap(q, random.Random(0), 5, pool):
+        assert v.startswith("알렉산더 헤이그가 ") and v.endswith(" 대학교는?") and "졸업한" not in v
+    assert word_swap("짧은 질문은?", random.Random(0), 5, pool) == []  # half a question is not a rewording
 
 
 # ------------------------------------------------------------------ file backend

@@ -95,11 +95,14 @@ def _key(text: str) -> str:
 
 # ------------------------------------------------------------------ backends
 def _rules(qa: list[dict], n: int, seed: int) -> tuple[dict[str, list[str]], dict]:
-    from korquad_tune.korean_rules import rule_paraphrases
+    from korquad_tune.korean_rules import swappable_words, tagged_rule_paraphrases
     from rich.progress import track
-    out = {r["question"]: rule_paraphrases(r["question"], n=n + 4, seed=seed)
-           for r in track(qa, description="rules paraphrases", transient=True)}
-    return out, {"backend": "rules", "seed": seed}
+    words = swappable_words([r["question"] for r in qa])
+    tagged = {r["question"]: tagged_rule_paraphrases(r["question"], n=n + 4, seed=seed, swap_words=words)
+              for r in track(qa, description="rules paraphrases", transient=True)}
+    noisy = sorted({v for variants in tagged.values() for v, is_noisy in variants if is_noisy})
+    return {q: [v for v, _ in variants] for q, variants in tagged.items()}, {"backend": "rules", "seed": seed,
+                                                                             "noisy": noisy}
 
 
 def load_augmentation_file(path: str | Path) -> dict[str, list[str]]:
@@ -167,6 +170,7 @@ def augment(run_dir: str | Path, backend: str = "shipped", n: int = 10, file: st
         raw, prov = _openai(qa, n, run, base_url, model, concurrency, timeout, prompt)
     else:
         raise KorquadTuneError(f"unknown augment backend {backend!r}; choose openai, rules, file or shipped")
+    noisy = set(prov.pop("noisy", ()))
     counts: Counter = Counter()
     answers_by_q: dict[str, list[str]] = {}
     for r in qa:  # repeated question texts share one entry; pool their gold answers for the leak filter
@@ -181,11 +185,15 @@ def augment(run_dir: str | Path, backend: str = "shipped", n: int = 10, file: st
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     summary = {"questions": len(result), "kept": sum(len(v) for v in result.values()),
                "questions_without_paraphrases": missing, "dropped": dict(counts), "n": n, **prov}
-    write_json(run.augmentation, {
-        "augmentation_dict": result,
-        "provenance": {q: {**prov, "time": stamp, "count": len(v)} for q, v in result.items()},
-        "summary": summary,
-    })
+    doc = {"augmentation_dict": result}
+    kept_noisy = {q: [v for v in vs if v in noisy] for q, vs in result.items() if any(v in noisy for v in vs)}
+    if kept_noisy:  # training copies with words left out or swapped: the adapters learn from them, the
+        # retrieval baseline does not look them up (they are noise to BM25, not wordings of the question)
+        doc["noisy"] = kept_noisy
+        summary["noisy"] = sum(len(v) for v in kept_noisy.values())
+    doc["provenance"] = {q: {**prov, "time": stamp, "count": len(v)} for q, v in result.items()}
+    doc["summary"] = summary
+    write_json(run.augmentation, doc)
     return run.augmentation, summary
 
 

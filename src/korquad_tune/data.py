@@ -298,7 +298,9 @@ def load_questions(path: str | Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------ what the models learn from
-def load_augmentation(run: RunDir) -> dict[str, list[str]]:
+def load_augmentation(run: RunDir, rewordings_only: bool = False) -> dict[str, list[str]]:
+    """{question: [paraphrase, ...]}; with `rewordings_only`, without the noisy copies (words left out or
+    swapped) that the rules backend lists under "noisy"."""
     if not run.augmentation.exists():
         raise KorquadTuneError(f"{run.augmentation}: not found; run `korquad-tune augment {run.root}` first, "
                                "or train with --no-augment")
@@ -308,7 +310,11 @@ def load_augmentation(run: RunDir) -> dict[str, list[str]]:
                                               for v in table.values()):
         raise KorquadTuneError(f"{run.augmentation}: expected {{question: [paraphrase, ...]}} (lists of strings); "
                                f"run `korquad-tune augment {run.root}` again")
-    return table
+    noisy = doc.get("noisy", {}) if rewordings_only and isinstance(doc, dict) else {}
+    if not isinstance(noisy, dict):
+        raise KorquadTuneError(f"{run.augmentation}: 'noisy' should be {{question: [variant, ...]}}; "
+                               f"run `korquad-tune augment {run.root}` again")
+    return {q: [v for v in vs if v not in set(noisy.get(q, ()))] for q, vs in table.items()} if noisy else table
 
 
 def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,
@@ -324,9 +330,10 @@ def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,
     return pairs
 
 
-def run_pairs(run_dir: str | Path, augment: bool = True) -> list[tuple[str, str]]:
+def run_pairs(run_dir: str | Path, augment: bool = True, rewordings_only: bool = False) -> list[tuple[str, str]]:
     """The run's training questions (and their paraphrases, when made) with answers: what the `aug` adapter
-    learns, the retrieval baseline looks up and `export-autotrain` writes."""
+    learns and `export-autotrain` writes; with `rewordings_only` (what the retrieval baseline looks up), without
+    the noisy copies."""
     run = RunDir(run_dir)
-    augmentation = load_augmentation(run) if augment and run.augmentation.exists() else None
+    augmentation = load_augmentation(run, rewordings_only) if augment and run.augmentation.exists() else None
     return training_pairs(load_qa(run_dir), augmentation)

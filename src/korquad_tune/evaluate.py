@@ -216,7 +216,7 @@ class Systems:
         if self._retrieval is None:
             from korquad_tune.data import run_pairs
             from korquad_tune.retrieval import RetrievalAnswerer
-            self._retrieval = RetrievalAnswerer(run_pairs(self._needs_run("retrieval")))
+            self._retrieval = RetrievalAnswerer(run_pairs(self._needs_run("retrieval"), rewordings_only=True))
         return self._retrieval
 
     def _rag_contexts(self, texts: list[str]) -> list[str]:

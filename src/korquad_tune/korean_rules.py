@@ -329,11 +329,19 @@ def _split_topic(question: str, tokens):
     return None
 
 
-def rule_paraphrases(question: str, n: int = 10, seed: int = 0) -> list[str]:
+def rule_paraphrases(question: str, n: int = 10, seed: int = 0, swap_words: list[str] = ()) -> list[str]:
+    """See `tagged_rule_paraphrases`; the variants alone."""
+    return [v for v, _ in tagged_rule_paraphrases(question, n, seed, swap_words)]
+
+
+def tagged_rule_paraphrases(question: str, n: int = 10, seed: int = 0,
+                            swap_words: list[str] = ()) -> list[tuple[str, bool]]:
     """Up to `n` distinct meaning-preserving variants of `question`, deterministic for a given seed. The variants
     are taken from each kind of rewrite in turn (the wh-word moved into the clause, compounds, passives, synonyms,
     word order, endings, a word left out), so a question's few paraphrases differ in structure, as an LLM's do,
-    and not only in their last word."""
+    and not only in their last word. Besides these rewordings, noisy copies: up to DROPOUT_SHARE with a third of
+    the words left out, and, given `swap_words` (words of the other training questions), up to SWAP_SHARE with
+    one word replaced by one of those (`word_swap`); each variant comes tagged True where it is a noisy copy."""
     question = " ".join(question.split())
     tokens = _kiwi().tokenize(question)
     kinds: dict[str, list[str]] = {k: [] for k in ("moved", "compound", "passive", "synonym", "reorder", "ending",
@@ -375,10 +383,56 @@ def rule_paraphrases(question: str, n: int = 10, seed: int = 0) -> list[str]:
     dropped = [d for d in word_dropout(question, random.Random(zlib.crc32(question.encode())), 2 * DROPOUT_SHARE)
                if _norm(d) not in seen and keeps_entities(question, d)]
     dropped = list(dict.fromkeys(dropped))[:min(DROPOUT_SHARE, n // 3)]
-    return unique[:n - len(dropped)] + dropped
+    swapped = [w for w in word_swap(question, random.Random(zlib.crc32(question.encode()) + 1), 2 * SWAP_SHARE,
+                                    swap_words) if _norm(w) not in seen and keeps_entities(question, w)]
+    swapped = list(dict.fromkeys(swapped))[:min(SWAP_SHARE, n // 5)]
+    noisy = [(v, True) for v in dropped + swapped]
+    clean = iter([(v, False) for v in unique[:n - len(noisy)]])
+    # every other variant a noisy one, from the second on: a caller that keeps only the first few (augment
+    # asks for a few spare ones and keeps n) keeps the noisy share too
+    out = [next(clean, None) if i % 2 == 0 or not noisy else noisy.pop(0) for i in range(n)]
+    return [v for v in out if v is not None] + list(clean) + noisy
 
 
 DROPOUT_SHARE = 3  # of every question's n variants, at most this many have words left out at random
+SWAP_SHARE = 2  # ... and at most this many have one word swapped for a word of another question
+
+
+def _droppable(question: str) -> tuple[list[str], list[int]]:
+    """The question's words, and the indexes of those a noisy copy may lose or change: never a name, number,
+    quoted span, wh-word or the last word."""
+    words = question.split(" ")
+    protected = {part for span in protected_spans(question) for part in span.split()}
+    return words, [i for i, w in enumerate(words[:-1])
+                   if not w.startswith(_WH_WORDS) and not any(p in w or w in p for p in protected)]
+
+
+def swappable_words(questions: list[str]) -> list[str]:
+    """The words of `questions` a noisy copy may take in: no names, numbers or wh-words (a foreign name in a
+    question would teach the model to ignore names, the words other wordings keep)."""
+    out = set()
+    for q in questions:
+        words, droppable = _droppable(" ".join(q.split()))
+        out.update(words[i] for i in droppable)
+    return sorted(out)
+
+
+def word_swap(question: str, rng: random.Random, k: int, pool: list[str]) -> list[str]:
+    """`k` copies of the question with one droppable word replaced by a word drawn from `pool` (the other
+    training questions' words). Other people's wordings of a question change some of its words for others;
+    a model that saw only exact words keys on all of them. A copy with one foreign word teaches it that the
+    answer follows from the rest, as a word lookup (BM25) does (EDA's random replacement, Wei & Zou 2019, with
+    words of the corpus instead of synonyms, which this offline backend does not have)."""
+    words, droppable = _droppable(question)
+    own = set(words)
+    candidates = [w for w in dict.fromkeys(pool) if w not in own and not w.startswith(_WH_WORDS)]
+    if not droppable or not candidates or len(words) < 3:
+        return []
+    out = []
+    for _ in range(k):
+        i = rng.choice(droppable)
+        out.append(" ".join(rng.choice(candidates) if j == i else w for j, w in enumerate(words)))
+    return out
 
 
 def word_dropout(question: str, rng: random.Random, k: int) -> list[str]:
@@ -386,10 +440,7 @@ def word_dropout(question: str, rng: random.Random, k: int) -> list[str]:
     span, wh-word or the last word). Not grammatical, on purpose: a model that saw only whole questions keys on
     every word of them; one that also saw them with words missing keys on what is left, as a word lookup does
     (EDA's random deletion, Wei & Zou 2019). Other people's wordings keep some words and change the rest."""
-    words = question.split(" ")
-    protected = {part for span in protected_spans(question) for part in span.split()}
-    droppable = [i for i, w in enumerate(words[:-1])
-                 if not w.startswith(_WH_WORDS) and not any(p in w or w in p for p in protected)]
+    words, droppable = _droppable(question)
     if len(droppable) < 3:
         return []
     return [" ".join(w for i, w in enumerate(words) if i not in set(rng.sample(droppable, len(droppable) // 3)))

@@ -270,3 +270,23 @@ def test_passages_adapter_can_start_from_aug_and_replay_a_little(held_run, tmp_p
     from safetensors.torch import load_file
     a, p = load_file(str(aug / "adapter_model.safetensors")), load_file(str(passages / "adapter_model.safetensors"))
     assert a.keys() == p.keys() and any(not (a[k] == p[k]).all() for k in a)  # same adapter, trained further
+
+
+def test_passages_replay_takes_rewordings_not_noisy_copies(held_run, tmp_path):
+    import shutil
+
+    from korquad_tune.augment import augment
+    from korquad_tune.config import load_train_config
+    from korquad_tune.train import _examples
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    augment(run, backend="rules")
+    study(run, backend="rules")
+    doc = json.loads((run / "augmentation.json").read_text())
+    noisy = {v for vs in doc["noisy"].values() for v in vs}
+    cfg = load_train_config("cpu-default", {"passage_text": False})
+    pairs, _, _ = _examples(RunDir(run), cfg, augment=True, passages=True, reader=False)
+    replayed = {q for q, _ in pairs[:57 * 3]}  # originals + replay_paraphrases (2) each, before the material
+    assert len(pairs) == 57 * 3 + len(load_material(RunDir(run))["qa"]) and not replayed & noisy
+    aug_pairs, _, _ = _examples(RunDir(run), cfg, augment=True, passages=False, reader=False)
+    assert noisy <= {q for q, _ in aug_pairs}  # while aug learns every noisy copy

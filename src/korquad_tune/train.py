@@ -304,10 +304,9 @@ def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, read
     qa = load_qa(run.root)
     if reader:
         return [], [], [(r["context"], r["question"], r["answers"][0]) for r in qa]
-    augmentation = load_augmentation(run) if augment else None
-    per_question = cfg.paraphrases_per_question
-    if passages and cfg.passages_from is not None:  # QA already learnt: replay a little of it, not all
-        per_question = cfg.replay_paraphrases
+    replay = passages and cfg.passages_from is not None  # QA already learnt: replay a little of it, not all,
+    per_question = cfg.replay_paraphrases if replay else cfg.paraphrases_per_question  # in real rewordings
+    augmentation = load_augmentation(run, rewordings_only=replay) if augment else None
     pairs = training_pairs(qa, augmentation, per_question)
     texts: list[str] = []
     if passages:

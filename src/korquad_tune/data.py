@@ -314,7 +314,10 @@ def load_augmentation(run: RunDir, rewordings_only: bool = False) -> dict[str, l
     if not isinstance(noisy, dict):
         raise KorquadTuneError(f"{run.augmentation}: 'noisy' should be {{question: [variant, ...]}}; "
                                f"run `korquad-tune augment {run.root}` again")
-    return {q: [v for v in vs if v not in set(noisy.get(q, ()))] for q, vs in table.items()} if noisy else table
+    if not noisy:
+        return table
+    listed = {q: set(vs) for q, vs in noisy.items()}
+    return {q: [v for v in vs if v not in listed.get(q, ())] for q, vs in table.items()}
 
 
 def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,

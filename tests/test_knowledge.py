@@ -10,7 +10,8 @@ from korquad_tune import KorquadTuneError
 from korquad_tune.cli import app
 from korquad_tune.data import parse_squad, prepare, shipped_dev_path, split_heldout
 from korquad_tune.fileio import read_jsonl
-from korquad_tune.korean_cloze import clean_title, cloze_questions, sentence_questions
+from korquad_tune.korean_cloze import (article_person, clean_title, cloze_questions, name_pronouns,
+                                       sentence_questions)
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.passages import filter_material, load_material, parse_study_reply, study
 from korquad_tune.rundir import RunDir
@@ -140,6 +141,25 @@ def test_cloze_questions_invent_nothing_and_never_leak_the_answer():
         nouns = {t.form for t in _kiwi().tokenize(m["question"]) if t.tag in ("NNG", "NNP", "NP", "SN", "SL")}
         sentence = m["sentence"].replace(" ", "")
         assert all(n in sentence or n in allowed for n in nouns), (m, nouns)  # every noun is the sentence's own
+
+
+def test_questions_about_a_person_name_them_where_the_article_says_he():
+    records, _ = parse_squad(shipped_dev_path(), articles=3)
+    articles = {}
+    for r in records:
+        articles.setdefault(r["title"], set()).add(r["context"])
+    people = {t: article_person(t, list(texts)) for t, texts in articles.items()}
+    # 헤이그 by the form the article uses (not "알렉산더 헤이그"); Noah's ark is not a person
+    assert people == {"임종석": "임종석", "알렉산더_헤이그": "헤이그", "노아의_방주": None}
+    assert article_person("승리_(가수)", ["그는 가수이다."]) == "승리"
+    sentence = "그는 나토에서 다음 5년을 보내고 1979년 군대를 포기했다."
+    plain = dict((a, q) for q, a in sentence_questions(sentence, "알렉산더 헤이그"))
+    named = dict((a, q) for q, a in sentence_questions(sentence, "알렉산더 헤이그", person="헤이그"))
+    assert plain["나토"].startswith("그가") and named["나토"] == plain["나토"].replace("그가", "헤이그가", 1)
+    assert not any(q.startswith("그") for q in named.values())
+    assert name_pronouns("그녀는 누구를 만났는가?", "명성황후") == "명성황후는 누구를 만났는가?"
+    assert name_pronouns("그러나 그를 만난 곳은?", "임종석") == "그러나 임종석을 만난 곳은?"  # 그러나 stays
+    assert name_pronouns("헤이그는 그의 딸과 결혼했는가?", "헤이그") == "헤이그는 그의 딸과 결혼했는가?"
 
 
 def test_clean_title():

@@ -211,6 +211,48 @@ def clean_title(title: str) -> str:
     return re.sub(r"\s*\([^)]*\)\s*$", "", title.replace("_", " ")).strip()
 
 
+# ---------------------------------------------------------------- "그는" -> "헤이그는" in a person's article
+# The commonest Korean family names: a three-syllable title that starts with one is a person's name.
+_SURNAMES = set("김이박최정강조윤장임한오서신권황안송전홍유고문양손배백허남심노하곽성차주우구나민진지엄채원천방"
+                "공현함변염여추도소석선설마길연위표명기반왕금옥육인맹제모탁국어은편용예경봉사부")
+_LIFESPAN = r"[^()]{0,40}\([^)]*\d{1,4}년[^)]*[~∼–-]"  # "헤이그 2세(영어: …, 1924년 12월 2일 ~ 2010년 …)"
+_PERSON_QUALIFIER = re.compile(r"\((\d{3,4}년|[가-힣 ]*(가수|배우|소설가|작가|시인|화가|정치인|선수|감독|예언자|왕국|황제|"
+                               r"왕|장군|학자|철학자|음악가|작곡가))\)\s*$")
+_ROYAL_TITLES = ("황후", "왕후", "왕비", "대왕", "천황", "황제", "공주", "왕자")
+_PRONOUN = re.compile(r"(?<![가-힣])(그녀|그)(는|가|의|를|에게서|에게|와|도|은)(?![가-힣])")
+_PRONOUN_PARTICLES = {"는": "은/는", "은": "은/는", "가": "이/가", "를": "을/를", "와": "과/와"}
+
+
+def article_person(title: str, texts: list[str]) -> str | None:
+    """The name a question should use for "그/그녀" in an article about a person (None: not about a person).
+
+    A person: a title word followed by a lifespan in brackets, a three-syllable title starting with a common
+    family name (임종석), a title qualified by a year or an occupation ("박대성 (1978년)", "승리 (가수)"), or a
+    royal title (명성황후).
+    The name is the form the article uses most ("알렉산더 헤이그" -> 헤이그), the whole title where that is
+    as common ("마리 앙투아네트")."""
+    name = clean_title(title)
+    words = [w for w in name.split() if len(w) >= 2]
+    text = " ".join(texts)
+    person = any(re.search(re.escape(w) + _LIFESPAN, text) for w in words) \
+        or (re.fullmatch(r"[가-힣]{3}", name) is not None and name[0] in _SURNAMES) \
+        or _PERSON_QUALIFIER.search(title.replace("_", " ")) is not None or name.endswith(_ROYAL_TITLES)
+    if not person or not words:
+        return None
+    top = max(words, key=lambda w: (text.count(w), words.index(w)))  # ties: the later word (the family name)
+    return name if len(words) == 1 or 2 * text.count(name) >= text.count(top) else top
+
+
+def name_pronouns(question: str, name: str) -> str:
+    """"그는 나토에서 몇 년을 보내는가?" -> "헤이그는 나토에서 몇 년을 보내는가?": people ask about a person by
+    name, and a study question keyed on "그" teaches a fact no one will ask for that way. Unchanged where the
+    question names the person already (then "그" may be someone else)."""
+    if name.replace(" ", "") in question.replace(" ", ""):
+        return question
+    return _PRONOUN.sub(lambda m: name + (particle(name, _PRONOUN_PARTICLES[m.group(2)])
+                                          if m.group(2) in _PRONOUN_PARTICLES else m.group(2)), question)
+
+
 def _subject_phrase(text: str, tokens) -> str:
     """The clause's opening topic or subject with its particle ("경찰은"), or ""."""
     for i, t in enumerate(tokens[:6]):
@@ -219,8 +261,9 @@ def _subject_phrase(text: str, tokens) -> str:
     return ""
 
 
-def sentence_questions(sentence: str, title: str = "") -> list[tuple[str, str]]:
-    """(question, answer) pairs from one declarative sentence, clause by clause."""
+def sentence_questions(sentence: str, title: str = "", person: str | None = None) -> list[tuple[str, str]]:
+    """(question, answer) pairs from one declarative sentence, clause by clause; with `person` (the article's
+    subject, see `article_person`), "그/그녀" in the questions become that name."""
     topic = clean_title(title)
     topic_phrase = f"{topic}{particle(topic, '은/는')}" if topic else ""
     pairs = []
@@ -230,6 +273,9 @@ def sentence_questions(sentence: str, title: str = "") -> list[tuple[str, str]]:
         clause_tokens = _kiwi().tokenize(text)
         pairs += _clause_questions(text, clause_tokens, topic_phrase, topic)
         topic_phrase = _subject_phrase(text, clause_tokens) or topic_phrase
+    if person:
+        named = [(name_pronouns(q, person), a) for q, a in pairs]
+        pairs = [(n if answer_free(n, a) else q, a) for (q, a), (n, _) in zip(pairs, named)]
     return pairs
 
 
@@ -367,10 +413,10 @@ def _relative_question(sentence: str, tokens, chunk: Chunk, cut_end: int, pred_s
     return " ".join(f"{body} {relative} {head}{particle(head, '은/는')}?".split())
 
 
-def cloze_questions(context: str, title: str = "") -> list[dict]:
+def cloze_questions(context: str, title: str = "", person: str | None = None) -> list[dict]:
     """Questions from every sentence of a paragraph: [{question, answer, sentence}]."""
     out = []
     for sent in _kiwi().split_into_sents(context):
-        for q, a in sentence_questions(sent.text.strip(), title):
+        for q, a in sentence_questions(sent.text.strip(), title, person):
             out.append({"question": q, "answer": a, "sentence": sent.text.strip()})
     return out

@@ -69,9 +69,14 @@ def filter_material(pairs: list[dict], context: str, banned_questions: set[str],
 def _rules(paragraphs: list[dict], dropout: int) -> tuple[dict, dict]:
     from rich.progress import track
 
-    from korquad_tune.korean_cloze import cloze_questions
+    from korquad_tune.korean_cloze import article_person, cloze_questions
+    articles: dict[str, list[str]] = {}
+    for p in paragraphs:
+        articles.setdefault(p["title"], []).append(p["context"])
+    people = {title: article_person(title, texts) for title, texts in articles.items()}
     out = {p["id"]: (with_dropout([{"question": c["question"], "answer": c["answer"], "source": "rules"}
-                                   for c in cloze_questions(p["context"], p["title"])], dropout), [])
+                                   for c in cloze_questions(p["context"], p["title"], people[p["title"]])],
+                                  dropout), [])
            for p in track(paragraphs, description="cloze questions", transient=True)}
     return out, {"backend": "rules", "method": "Kiwi cloze-to-question over every sentence",
                  "dropout": dropout}

@@ -230,7 +230,7 @@ def article_person(title: str, texts: list[str]) -> str | None:
     family name (임종석), a title qualified by a year or an occupation ("박대성 (1978년)", "승리 (가수)"), or a
     royal title (명성황후).
     The name is the form the article uses most ("알렉산더 헤이그" -> 헤이그), the whole title where that is
-    as common ("마리 앙투아네트")."""
+    at least half as common ("마리 앙투아네트")."""
     name = clean_title(title)
     words = [w for w in name.split() if len(w) >= 2]
     text = " ".join(texts)

@@ -8,8 +8,8 @@ recited sentence. No paragraph is given at question time: both steps answer from
 
     python bench/recitation.py RUN [--epochs 3] [--name recite]
 
-Trains RUN/adapters/<name> (if absent), then prints, per held-out set, how often the recited sentence holds a
-gold answer, and the EM of the reader on it, beside the run's closed-book `passages` and open-book results.
+Trains RUN/adapters/<name> (if absent; needs RUN/adapters/reader), then prints, per held-out set, how often the
+recited sentence holds a gold answer and the reader's EM on it (compare with the run's report.md).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
 
     if not (run.adapter(args.name) / ADAPTER_META).exists():
         cfg = load_train_config(overrides={"augmented_epochs": args.epochs})
-        T._examples = lambda *a, **k: (pairs, [], [])
+        T._examples = lambda *a, **k: (pairs, [], [])  # a probe: train's own loop on these pairs, no new mode
         T.train(run.root, cfg, name=args.name, augment=True)
 
     torch.set_num_threads(2)
@@ -83,7 +83,8 @@ def main() -> None:
         qs = [r for _, r in iter_jsonl(run.root / f"{name}.jsonl")]
         recited = systems.answer(args.name, qs, f"recite {name}")
         holds = [any(normalize_answer(g) in normalize_answer(r) for g in q["answers"]) for q, r in zip(qs, recited)]
-        answers = systems._generate("reader", [q["question"] for q in qs], 24, None, recited)
+        answers = systems.answer("open-book", [{"question": q["question"], "context": r or "-"}
+                                               for q, r in zip(qs, recited)], max_new_tokens=24)
         em = [any(exact_match_score(a, g) for g in q["answers"]) for q, a in zip(qs, answers)]
         print(json.dumps({"set": name, "n": len(qs), "recited_holds_answer": sum(holds), "recite_read_em": sum(em),
                           "recite_read_em_pct": round(100 * sum(em) / len(qs), 1)}))

@@ -10,8 +10,8 @@ from korquad_tune import KorquadTuneError
 from korquad_tune.cli import app
 from korquad_tune.data import parse_squad, prepare, shipped_dev_path, split_heldout
 from korquad_tune.fileio import read_jsonl
-from korquad_tune.korean_cloze import (article_person, clean_title, cloze_questions, name_pronouns,
-                                       sentence_questions)
+from korquad_tune.korean_cloze import (article_person, clean_title, cloze_questions, life_date_questions,
+                                       name_pronouns, sentence_questions, without_asides)
 from korquad_tune.metrics import normalize_answer
 from korquad_tune.passages import filter_material, load_material, parse_study_reply, study
 from korquad_tune.rundir import RunDir
@@ -160,6 +160,31 @@ def test_questions_about_a_person_name_them_where_the_article_says_he():
     assert name_pronouns("그녀는 누구를 만났는가?", "명성황후") == "명성황후는 누구를 만났는가?"
     assert name_pronouns("그러나 그를 만난 곳은?", "임종석") == "그러나 임종석을 만난 곳은?"  # 그러나 stays
     assert name_pronouns("헤이그는 그의 딸과 결혼했는가?", "헤이그") == "헤이그는 그의 딸과 결혼했는가?"
+
+
+def test_a_biography_opening_with_life_dates_teaches_birth_and_death_dates():
+    records, _ = parse_squad(shipped_dev_path(), articles=3)
+    haig = next(r["context"] for r in records if r["context"].startswith("알렉산더 메이그스 헤이그 2세(영어"))
+    made = {(c["question"], c["answer"]) for c in cloze_questions(haig, "알렉산더_헤이그", person="헤이그")}
+    # asked of every name the article goes by; the cloze rules alone cannot reach a date inside brackets
+    assert {("헤이그의 생년월일은?", "1924년 12월 2일"), ("알렉산더 헤이그가 태어난 날은?", "1924년 12월 2일"),
+            ("알렉산더 메이그스 헤이그 2세는 몇 년에 사망했는가?", "2010년")} <= made
+    assert not any("생년월일" in q for q, _ in (
+        (c["question"], c["answer"]) for c in cloze_questions(haig, "알렉산더_헤이그")))  # not a person: none
+    living = life_date_questions("김희선(1977년 6월 11일 ~ )은 대한민국의 배우이다.", "김희선", "김희선")
+    assert set(a for _, a in living) == {"1977년 6월 11일", "1977년"} and not any("사망" in q for q, _ in living)
+    assert {a for _, a in life_date_questions("윤정훈 (1974년 ~ )은 목사이다.", "윤정훈", "윤정훈")} == {"1974년"}
+    assert life_date_questions("헤이그는 1924년 12월 2일 태어났다.", "알렉산더_헤이그", "헤이그") == []
+
+
+def test_study_questions_leave_out_bracketed_glosses_and_ask_nothing_inside_them():
+    made = cloze_questions("정도전은 제1차 요동 정벌(1388년 음력 6월)에 반대했고, 성균관에서 경사(經史)를 강론했다.",
+                           "정도전")
+    assert ("정도전은 어디에서 경사를 강론했는가?", "성균관") in {(c["question"], c["answer"]) for c in made}
+    assert not any("(" in c["question"] or c["answer"].startswith("1388") for c in made)
+    # the particle after a removed gloss is re-chosen for the word it now follows
+    assert without_asides("시위를 주도한 혐의(폭력행위등처벌에관한법률위반)으로 수배된 날은?") == "시위를 주도한 혐의로 수배된 날은?"
+    assert without_asides("8월 19일 자정 (20일)에는 정박한 곳은?") == "8월 19일 자정에는 정박한 곳은?"
 
 
 def test_clean_title():

@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 
 from korquad_tune.augment import augment, filter_paraphrases, load_shipped_heldout, parse_list
 from korquad_tune.cli import app
-from korquad_tune.data import load_augmentation, load_qa, parse_squad, prepare, run_pairs, shipped_dev_path, training_pairs
-from korquad_tune.korean_rules import (common_nouns, keeps_entities, protected_spans, rule_paraphrases,
-                                      swappable_words, tagged_rule_paraphrases, without_common_words, word_swap)
+from korquad_tune.data import load_augmentation, load_qa, prepare, run_pairs, training_pairs
+from korquad_tune.korean_rules import keeps_entities, protected_spans, rule_paraphrases, swappable_words, word_swap
 from korquad_tune.rundir import RunDir
 
 runner = CliRunner()
@@ -116,7 +115,6 @@ def test_rules_backend_keeps_its_noisy_variants_among_the_n_it_writes(tmp_path):
     assert res.exit_code == 0, res.output
     kept = json.loads((tmp_path / "augmentation.json").read_text())["augmentation_dict"]
     pool = set(swappable_words(list(kept)))
-    shared = common_nouns(list(kept))  # what the copy without the article's subject leaves out
     doc = json.loads((tmp_path / "augmentation.json").read_text())
     listed = {v for vs in doc["noisy"].values() for v in vs}  # the noisy copies, listed as such
     swapped = 0
@@ -129,7 +127,7 @@ def test_rules_backend_keeps_its_noisy_variants_among_the_n_it_writes(tmp_path):
             one_swapped = len(vw) == len(words) and len(foreign) == 1 and foreign <= pool
             swapped += one_swapped
             assert v not in listed or shorter or one_swapped, (q, v)
-            assert keeps_entities(q, v) or v == without_common_words(q, shared), (q, v)
+            assert keeps_entities(q, v), (q, v)
     assert swapped >= len(kept) and len(listed) >= 4 * len(kept)  # about 2 and 5 of each question's 10
     assert doc["summary"]["noisy"] == len(listed)
     # the adapters learn the noisy copies; the retrieval baseline does not index them
@@ -146,18 +144,6 @@ def test_word_swap_takes_in_no_names_and_keeps_the_question_s_own():
     for v in word_swap(q, random.Random(0), 5, pool):
         assert v.startswith("알렉산더 헤이그가 ") and v.endswith(" 대학교는?") and "졸업한" not in v
     assert word_swap("짧은 질문은?", random.Random(0), 5, pool) == []  # half a question is not a rewording
-
-
-def test_a_noisy_copy_leaves_out_the_subject_every_question_of_the_article_names():
-    records, _ = parse_squad(shipped_dev_path(), articles=3)
-    noah = [r["question"] for r in records if r["title"] == "노아의_방주"]
-    shared = common_nouns(noah)
-    assert {"노아", "방주"} <= shared and "복음서" not in shared
-    q = "노아의 방주에 대해 기록하고있는 복음서는 무엇인가?"
-    assert without_common_words(q, shared) == "대해 기록하고있는 복음서는 무엇인가?"
-    assert (without_common_words(q, shared), True) in tagged_rule_paraphrases(q, 10, 0, common_nouns=shared)
-    assert without_common_words("노아는 누구인가?", shared) is None  # too little left to be a question
-    assert common_nouns(noah[:5]) == frozenset()  # too few questions to tell what they all share
 
 
 # ------------------------------------------------------------------ file backend

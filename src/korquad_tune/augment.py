@@ -95,15 +95,10 @@ def _key(text: str) -> str:
 
 # ------------------------------------------------------------------ backends
 def _rules(qa: list[dict], n: int, seed: int) -> tuple[dict[str, list[str]], dict]:
-    from korquad_tune.korean_rules import common_nouns, swappable_words, tagged_rule_paraphrases
+    from korquad_tune.korean_rules import swappable_words, tagged_rule_paraphrases
     from rich.progress import track
     words = swappable_words([r["question"] for r in qa])
-    by_article: dict[str, list[str]] = {}
-    for r in qa:
-        by_article.setdefault(r.get("title", ""), []).append(r["question"])
-    shared = {title: common_nouns(questions) for title, questions in by_article.items()}
-    tagged = {r["question"]: tagged_rule_paraphrases(r["question"], n=n + 4, seed=seed, swap_words=words,
-                                                     common_nouns=shared[r.get("title", "")])
+    tagged = {r["question"]: tagged_rule_paraphrases(r["question"], n=n + 4, seed=seed, swap_words=words)
               for r in track(qa, description="rules paraphrases", transient=True)}
     noisy = sorted({v for variants in tagged.values() for v, is_noisy in variants if is_noisy})
     return {q: [v for v, _ in variants] for q, variants in tagged.items()}, {"backend": "rules", "seed": seed,

@@ -334,15 +334,14 @@ def rule_paraphrases(question: str, n: int = 10, seed: int = 0, swap_words: list
     return [v for v, _ in tagged_rule_paraphrases(question, n, seed, swap_words)]
 
 
-def tagged_rule_paraphrases(question: str, n: int = 10, seed: int = 0, swap_words: list[str] = (),
-                            common_nouns: frozenset[str] = frozenset()) -> list[tuple[str, bool]]:
+def tagged_rule_paraphrases(question: str, n: int = 10, seed: int = 0,
+                            swap_words: list[str] = ()) -> list[tuple[str, bool]]:
     """Up to `n` distinct meaning-preserving variants of `question`, deterministic for a given seed. The variants
     are taken from each kind of rewrite in turn (the wh-word moved into the clause, compounds, passives, synonyms,
     word order, endings, a word left out), so a question's few paraphrases differ in structure, as an LLM's do,
     and not only in their last word. Besides these rewordings, noisy copies: up to DROPOUT_SHARE with a third of
     the words left out, and, given `swap_words` (words of the other training questions), up to SWAP_SHARE with
-    one word replaced by one of those (`word_swap`), and, given `common_nouns`, one copy without the words that
-    hold them (`without_common_words`); each variant comes tagged True where it is a noisy copy."""
+    one word replaced by one of those (`word_swap`); each variant comes tagged True where it is a noisy copy."""
     question = " ".join(question.split())
     tokens = _kiwi().tokenize(question)
     kinds: dict[str, list[str]] = {k: [] for k in ("moved", "compound", "passive", "synonym", "reorder", "ending",
@@ -383,9 +382,6 @@ def tagged_rule_paraphrases(question: str, n: int = 10, seed: int = 0, swap_word
     # the same pool for every seed (the seed picks among variants, it does not make new ones)
     dropped = [d for d in word_dropout(question, random.Random(zlib.crc32(question.encode())), 2 * DROPOUT_SHARE)
                if _norm(d) not in seen and keeps_entities(question, d)]
-    bare = without_common_words(question, common_nouns)
-    if bare is not None and _norm(bare) not in seen:
-        dropped.insert(0, bare)
     dropped = list(dict.fromkeys(dropped))[:min(DROPOUT_SHARE, n // 3)]
     swapped = [w for w in word_swap(question, random.Random(zlib.crc32(question.encode()) + 1), 2 * SWAP_SHARE,
                                     swap_words) if _norm(w) not in seen and keeps_entities(question, w)]
@@ -409,36 +405,6 @@ def _droppable(question: str) -> tuple[list[str], list[int]]:
     protected = {part for span in protected_spans(question) for part in span.split()}
     return words, [i for i, w in enumerate(words[:-1])
                    if not w.startswith(_WH_WORDS) and not any(p in w or w in p for p in protected)]
-
-
-COMMON_SHARE = 0.4  # a noun in at least this share of an article's training questions tells none of them apart
-
-
-def common_nouns(questions: list[str], min_questions: int = 10) -> frozenset[str]:
-    """The nouns that at least COMMON_SHARE of `questions` (one article's) contain: its subject ("정도전"),
-    which nearly every question names and which therefore picks out no answer."""
-    if len(questions) < min_questions:
-        return frozenset()
-    counts: dict[str, int] = {}
-    for q in questions:
-        for noun in {t.form for t in _kiwi().tokenize(q) if t.tag in ("NNP", "NNG") and len(t.form) >= 2}:
-            counts[noun] = counts.get(noun, 0) + 1
-    common = [n for n, c in counts.items() if c >= COMMON_SHARE * len(questions)]
-    return frozenset(part for n in common for part in n.split() if len(part) >= 2)  # "알렉산더 헤이그" is one NNP
-
-
-def without_common_words(question: str, nouns: frozenset[str]) -> str | None:
-    """The question without the words that hold one of `nouns` (never the wh-word or the last word); None where
-    that leaves fewer than three words or changes nothing. A model trained on an article's questions learns that
-    its subject goes with every answer and, asked by someone else, answers with whatever that subject goes with
-    most; a copy without it teaches that the answer follows from the words that tell the questions apart, the
-    weighting BM25 gets from inverse document frequency."""
-    if not nouns:
-        return None
-    words = question.split(" ")
-    kept = [w for i, w in enumerate(words)
-            if i == len(words) - 1 or w.startswith(_WH_WORDS) or not any(n in w for n in nouns)]
-    return " ".join(kept) if len(words) > len(kept) >= 3 else None
 
 
 def swappable_words(questions: list[str]) -> list[str]:

@@ -185,6 +185,7 @@ def test_study_questions_leave_out_bracketed_glosses_and_ask_nothing_inside_them
     # the particle after a removed gloss is re-chosen for the word it now follows
     assert without_asides("시위를 주도한 혐의(폭력행위등처벌에관한법률위반)으로 수배된 날은?") == "시위를 주도한 혐의로 수배된 날은?"
     assert without_asides("8월 19일 자정 (20일)에는 정박한 곳은?") == "8월 19일 자정에는 정박한 곳은?"
+    assert without_asides("정도전(鄭道傳, 호는 삼봉(三峰))은 학자이다.") == "정도전은 학자이다."  # nested
 
 
 def test_clean_title():

@@ -462,7 +462,15 @@ def without_asides(text: str) -> str:
     """A sentence or question without bracketed glosses ("김구용(金九容)", "혐의(폭력행위등처벌에관한법률위반)"):
     people leave them out of questions (13 of KorQuAD dev's 5,774 have one), and a small model keys a fact on
     the words it was asked with."""
-    question = text
+    for _ in range(3):  # a gloss inside a gloss goes from the inside out
+        shorter = _without_innermost_asides(text)
+        if shorter == text:
+            break
+        text = shorter
+    return text
+
+
+def _without_innermost_asides(question: str) -> str:
     out, last = [], 0
     for m in _BRACKETS.finditer(question):
         out.append(question[last:m.start()])

@@ -220,7 +220,9 @@ _PERSON_QUALIFIER = re.compile(r"\((\d{3,4}년|[가-힣 ]*(가수|배우|소설�
                                r"왕|장군|학자|철학자|음악가|작곡가))\)\s*$")
 _ROYAL_TITLES = ("황후", "왕후", "왕비", "대왕", "천황", "황제", "공주", "왕자")
 _PRONOUN = re.compile(r"(?<![가-힣])(그녀|그)(는|가|의|를|에게서|에게|와|도|은)(?![가-힣])")
-_PRONOUN_PARTICLES = {"는": "은/는", "은": "은/는", "가": "이/가", "를": "을/를", "와": "과/와"}
+# the pair a particle belongs to, to re-choose it after a new word ("그는" -> "헤이그는", "혐의(…)으로" -> "혐의로")
+_PARTICLE_PAIRS = {"으로": "으로/로", "로": "으로/로", "은": "은/는", "는": "은/는", "이": "이/가", "가": "이/가",
+                   "을": "을/를", "를": "을/를", "과": "과/와", "와": "과/와"}
 
 
 def article_person(title: str, texts: list[str]) -> str | None:
@@ -249,8 +251,8 @@ def name_pronouns(question: str, name: str) -> str:
     question names the person already (then "그" may be someone else)."""
     if name.replace(" ", "") in question.replace(" ", ""):
         return question
-    return _PRONOUN.sub(lambda m: name + (particle(name, _PRONOUN_PARTICLES[m.group(2)])
-                                          if m.group(2) in _PRONOUN_PARTICLES else m.group(2)), question)
+    return _PRONOUN.sub(lambda m: name + (_rechosen(name, m.group(2)) if m.group(2) in _PARTICLE_PAIRS
+                                          else m.group(2)), question)
 
 
 def _subject_phrase(text: str, tokens) -> str:
@@ -476,7 +478,7 @@ def _without_innermost_asides(question: str) -> str:
         out.append(question[last:m.start()])
         last = m.end()
         rest = question[last:]
-        follow = re.match(r"(으로|로|은|는|이|가|을|를|과|와)(?![가-힣])", rest)
+        follow = re.match(r"(으로|로|은|는|이|가|을|를|과|와)(?![가-힣])", rest)  # a particle of _PARTICLE_PAIRS
         if follow and out[-1][-1:] and "가" <= out[-1][-1] <= "힣":  # "혐의(…위반)으로" -> "혐의로"
             out.append(_rechosen(out[-1][-1], follow.group(1)))
             last += follow.end()
@@ -488,12 +490,9 @@ def _without_innermost_asides(question: str) -> str:
     return " ".join("".join(out).split()).replace(" ?", "?")
 
 
-_PARTICLE_OF = {"으로": "으로/로", "로": "으로/로", "은": "은/는", "는": "은/는", "이": "이/가", "가": "이/가",
-                "을": "을/를", "를": "을/를", "과": "과/와", "와": "과/와"}
-
-
-def _rechosen(word_end: str, form: str) -> str:
+def _rechosen(word: str, form: str) -> str:
+    """The particle `form` ("는", "으로", …) as it goes after `word`."""
     if form in ("으로", "로"):  # 로 after a vowel or ㄹ, 으로 after any other consonant
-        final = (ord(word_end) - 0xAC00) % 28
+        final = (ord(word[-1]) - 0xAC00) % 28 if "가" <= word[-1] <= "힣" else 0
         return "로" if final in (0, 8) else "으로"
-    return particle(word_end, _PARTICLE_OF[form])
+    return particle(word, _PARTICLE_PAIRS[form])

@@ -169,8 +169,7 @@ def test_a_biography_opening_with_life_dates_teaches_birth_and_death_dates():
     # asked of every name the article goes by; the cloze rules alone cannot reach a date inside brackets
     assert {("헤이그의 생년월일은?", "1924년 12월 2일"), ("알렉산더 헤이그가 태어난 날은?", "1924년 12월 2일"),
             ("알렉산더 메이그스 헤이그 2세는 몇 년에 사망했는가?", "2010년")} <= made
-    assert not any("생년월일" in q for q, _ in (
-        (c["question"], c["answer"]) for c in cloze_questions(haig, "알렉산더_헤이그")))  # not a person: none
+    assert not any("생년월일" in c["question"] for c in cloze_questions(haig, "알렉산더_헤이그"))  # no person given
     living = life_date_questions("김희선(1977년 6월 11일 ~ )은 대한민국의 배우이다.", "김희선", "김희선")
     assert set(a for _, a in living) == {"1977년 6월 11일", "1977년"} and not any("사망" in q for q, _ in living)
     assert {a for _, a in life_date_questions("윤정훈 (1974년 ~ )은 목사이다.", "윤정훈", "윤정훈")} == {"1974년"}

@@ -187,6 +187,27 @@ def test_study_questions_leave_out_bracketed_glosses_and_ask_nothing_inside_them
     assert without_asides("정도전(鄭道傳, 호는 삼봉(三峰))은 학자이다.") == "정도전은 학자이다."  # nested
 
 
+def test_a_title_in_quotes_is_asked_for_without_its_quote_marks():
+    pairs = set(sentence_questions("6월에는 국가의 통치규범인《조선경국전》의 편찬을 주도하였다.", "정도전"))
+    assert ("6월에는 국가의 통치규범인 무엇의 편찬을 주도했는가?", "조선경국전") in pairs
+    assert ("언제 국가의 통치규범인《조선경국전》의 편찬을 주도했는가?", "6월") in pairs  # not "언제는"
+    pairs = set(sentence_questions("그는 ‘북한인권 결의안’을 제출했고, 영화 'Jai Ho!'의 음악을 맡았다.", ""))
+    assert {("그는 무엇을 제출했는가?", "북한인권 결의안"), ("그가 제출한 것은?", "북한인권 결의안"),
+            ("영화 무엇의 음악을 맡았는가?", "Jai Ho!")} <= pairs
+    # a quote that holds a clause is not a title
+    assert not any(a.startswith("나는") for _, a in sentence_questions("그는 '나는 간다.'라고 말했다.", ""))
+
+
+def test_a_name_given_by_ranun_or_rago_is_asked_for_by_its_kind():
+    pairs = set(sentence_questions("그는 소나기라는 작품으로 뮤지컬에 첫 출연하였다.", ""))
+    assert {("그는 어떤 작품으로 뮤지컬에 첫 출연했는가?", "소나기"), ("그가 뮤지컬에 첫 출연한 작품은?", "소나기")} <= pairs
+    pairs = set(sentence_questions("사람들은 그를 '돼지장수 임군'이라고 불렀다.", ""))
+    assert ("사람들은 그를 무엇이라고 불렀는가?", "돼지장수 임군") in pairs
+    # "…이라는 자신의 이름을 건 프로그램": no one word to ask "어떤" of
+    pairs = sentence_questions("그는 《완전 승리 선언》이라는 자신의 이름을 건 프로그램을 진행했다.", "")
+    assert not any(a == "완전 승리 선언" for _, a in pairs)
+
+
 def test_clean_title():
     assert clean_title("김정남_(조선민주주의인민공화국)") == "김정남" and clean_title("노아의_방주") == "노아의 방주"
 

@@ -26,6 +26,8 @@ _PLACE_HEADS = ("시", "도", "군", "구", "동", "읍", "면", "국", "역", "
 # Nouns that bound a phrase rather than belong to it: "1시간 동안", "12월 18일 사이", "7시 40분 경".
 _BOUNDARY_NOUNS = {"경", "등", "동안", "사이", "뒤", "후", "전", "때", "중", "당시", "이후", "이전", "이상", "이하",
                    "정도", "약", "및", "간", "무렵", "쯤", "여", "외", "내", "말", "초", "부분", "때문", "이래"}
+_OPENING_QUOTES = set("《〈『「<'\"‘“")
+MAX_QUOTED_CHARS = 40
 _PERSON_HEADS = ("씨", "왕", "황제", "대통령", "장관", "교수", "박사", "선수", "감독", "작가", "의원")
 MAX_QUESTION_CHARS = 160
 
@@ -34,7 +36,7 @@ MAX_QUESTION_CHARS = 160
 class Chunk:
     start: int  # token index of the first token
     end: int  # token index after the last token
-    kind: str  # date | quantity | noun
+    kind: str  # date | quantity | noun | quoted
 
 
 def _gap(tokens, i: int) -> int:
@@ -53,6 +55,11 @@ def _chunks(tokens) -> list[Chunk]:
     i = 0
     while i < len(tokens):
         t = tokens[i]
+        close = _closing_quote(tokens, i)
+        if close is not None:  # a title or term in quotes is one answer: 《조선경국전》, 'Jai Ho!'
+            out.append(Chunk(i, close + 1, "quoted"))
+            i = close + 1
+            continue
         if t.tag not in _NOMINAL or _is_boundary(tokens, i):
             i += 1
             continue
@@ -89,6 +96,21 @@ def _chunks(tokens) -> list[Chunk]:
     return out
 
 
+def _closing_quote(tokens, i: int) -> int | None:
+    """The index of the mark closing the quote that token i opens, for a short quote of a name; else None."""
+    if tokens[i].tag != "SSO" or tokens[i].form not in _OPENING_QUOTES:
+        return None
+    for j in range(i + 1, len(tokens)):
+        if tokens[j].tag == "SSC":
+            inner = tokens[i + 1:j]
+            length = tokens[j].start - tokens[i].start - 1
+            named = any(t.tag in _NOMINAL for t in inner)
+            return j if named and 0 < length <= MAX_QUOTED_CHARS else None
+        if tokens[j].tag in ("SSO", "EF"):
+            return None
+    return None
+
+
 def _variants(tokens, chunks: list[Chunk]) -> list[Chunk]:
     """Besides each full date, its year alone (KorQuAD asks "몇 년에…?" as often as "언제…?")."""
     out = []
@@ -100,6 +122,8 @@ def _variants(tokens, chunks: list[Chunk]) -> list[Chunk]:
 
 
 def _surface(text: str, tokens, chunk: Chunk) -> str:
+    if chunk.kind == "quoted":  # the answer is what the quote marks hold
+        return text[tokens[chunk.start].start + 1:tokens[chunk.end - 1].start].strip()
     return text[tokens[chunk.start].start:tokens[chunk.end - 1].start + tokens[chunk.end - 1].len]
 
 
@@ -291,9 +315,15 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
     pairs = []
     for chunk in _variants(tokens, _chunks(tokens)):
         surface = _surface(sentence, tokens, chunk)
-        specific = any(t.tag in _SPECIFIC for t in tokens[chunk.start:chunk.end])
-        if chunk.kind == "noun" and not specific and chunk.end - chunk.start < 2:
-            continue  # one common noun ("혐의", "시위") is rarely a fact worth asking
+        specific = chunk.kind == "quoted" or any(t.tag in _SPECIFIC for t in tokens[chunk.start:chunk.end])
+        called = _called_at(tokens, chunk)
+        if chunk.kind == "noun" and not specific and chunk.end - chunk.start < 2 \
+                and not (called and _is_a_name_given(tokens, *called)):
+            continue  # one common noun ("혐의", "시위") is rarely a fact worth asking, unless it is a name given
+        if called is not None:  # "소나기라는 작품으로…", "체크메이트라고 한다"
+            pairs += _called_questions(sentence, tokens, chunk, surface, end, topic_phrase if add_topic else "",
+                                       topic if add_topic else "")
+            continue
         if tokens[chunk.start].start >= pred_start or len(normalize_answer(surface)) < 1:
             continue
         if chunk.kind == "year":
@@ -310,12 +340,18 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
             continue
         cut_end = nxt.start + nxt.len if next_tag and next_tag != "VCP" else tokens[chunk.end - 1].start + \
             tokens[chunk.end - 1].len
+        after = tokens[chunk.end + 1] if chunk.end + 1 < len(tokens) else None
+        if wh == "언제" and after is not None and after.tag == "JX" and after.start == cut_end:
+            cut_end += after.len  # "6월에는 …" -> "언제 …", not "언제는 …"
         if next_tag == "VCP":  # "…은 노아이다" -> "…은 누구인가?": the copula is rebuilt by the ending
             if chunk.end + 1 >= len(tokens) or tokens[chunk.end + 1].tag != "EF":
                 continue
             question = sentence[:tokens[chunk.start].start] + wh + "인가?"
         else:
-            question = sentence[:tokens[chunk.start].start] + wh + sentence[cut_end:pred_start] + pred_question
+            before = sentence[:tokens[chunk.start].start]
+            if chunk.kind == "quoted" and before and not before[-1].isspace():
+                before += " "  # "통치규범인《조선경국전》의" -> "통치규범인 무엇의", not "통치규범인무엇의"
+            question = before + wh + sentence[cut_end:pred_start] + pred_question
         if add_topic:
             question = f"{topic_phrase} {question}"
         question = " ".join(question.split())
@@ -341,6 +377,66 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
                 if named and answer_free(named, name) and 8 <= len(named) <= MAX_QUESTION_CHARS:
                     pairs.append((named, name))
     return pairs
+
+
+def _called_at(tokens, chunk: Chunk) -> tuple[str, int] | None:
+    """("라는", i) or ("라고", i) where the chunk is a name given by "…(이)라는 Y" or "…(이)라고 부르다"; i is the
+    first token after it."""
+    i = chunk.end
+    if i < len(tokens) and tokens[i].tag == "JKQ" and tokens[i].form in ("이라고", "라고") and _gap(tokens, i) == 0:
+        return "라고", i + 1
+    if i + 1 < len(tokens) and tokens[i].tag == "VCP" and _gap(tokens, i) == 0 and _gap(tokens, i + 1) == 0:
+        if (tokens[i + 1].tag, tokens[i + 1].form) in (("ETM", "라는"), ("EC", "라고")):
+            return tokens[i + 1].form, i + 2
+    return None
+
+
+_NAMING_VERBS = {"부르", "불리", "하", "칭하", "일컫", "이르"}
+_ABSTRACT_HEADS = {"것", "주장", "사실", "점", "생각", "의견", "이유", "내용", "결론", "소문", "설", "평가", "의미",
+                   "근거", "가능성", "말"}
+
+
+def _is_a_name_given(tokens, link: str, after: int) -> bool:
+    """"체크메이트라고 한다", "소나기라는 작품": the word before is a name, not a claim ("근거라고 주장했다")."""
+    if after >= len(tokens):
+        return False
+    if link == "라고":  # not "모양이라고 해서" (because it looks like one)
+        because = after + 1 < len(tokens) and tokens[after + 1].form in ("어서", "아서", "여서", "서")
+        return tokens[after].form in _NAMING_VERBS and not because
+    return tokens[after].tag in ("NNG", "NNP") and tokens[after].form not in _ABSTRACT_HEADS
+
+
+def _called_questions(sentence: str, tokens, chunk: Chunk, answer: str, ending: tuple[int, str, str],
+                      topic_phrase: str, topic: str) -> list[tuple[str, str]]:
+    """"그는 소나기라는 작품으로 출연했다" -> "그는 어떤 작품으로 출연했는가?" and "그가 출연한 작품은?";
+    "사람들은 그를 '임군'이라고 불렀다" -> "사람들은 그를 무엇이라고 불렀는가?" (answer: the name)."""
+    pred_start, pred_question, pred_relative = ending
+    link, after = _called_at(tokens, chunk)
+    if after >= len(tokens) or tokens[after].start > pred_start:
+        return []
+    before = sentence[:tokens[chunk.start].start].rstrip()
+    rest = sentence[tokens[after].start:pred_start] + pred_question
+    relative = None
+    if link == "라고":
+        question = f"{before} 무엇이라고 {rest}"
+    else:
+        head_end = after  # the one word the name is given to: "작품", "슬로건"
+        while head_end < len(tokens) and tokens[head_end].tag in _NOMINAL - {"NNB"} and (
+                head_end == after or _gap(tokens, head_end) == 0):
+            head_end += 1
+        particle_token = tokens[head_end] if head_end < len(tokens) and _gap(tokens, head_end) == 0 else None
+        if head_end == after or tokens[after].start >= pred_start or (particle_token and particle_token.tag == "JKG"):
+            return []  # "…이라는 자신의 이름을 건 프로그램": no one word to ask "어떤" of
+        question = f"{before} 어떤 {rest}"
+        if particle_token is not None and particle_token.tag in ("JKS", "JKO", "JKB", "JX"):
+            head = sentence[tokens[after].start:tokens[head_end - 1].start + tokens[head_end - 1].len]
+            relative = _relative_question(sentence, tokens, Chunk(chunk.start, head_end, "noun"),
+                                          particle_token.start + particle_token.len, pred_start, pred_relative,
+                                          "", topic, head=head)
+    if topic_phrase:
+        question = f"{topic_phrase} {question}"
+    return [(" ".join(q.split()), answer) for q in (question, relative)
+            if q and answer_free(q, answer) and 8 <= len(" ".join(q.split())) <= MAX_QUESTION_CHARS]
 
 
 def name_and_head(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | None:
@@ -373,7 +469,15 @@ def core_question(question: str, wh: str) -> str | None:
     keep = set(range(max(0, at - CORE_WINDOW), min(len(words), at + CORE_WINDOW + 1))) | {len(words) - 1}
     if words[0].endswith(("은", "는", "이", "가")):
         keep.add(0)  # the topic: who or what the sentence is about
-    return " ".join(words[i] for i in sorted(keep))
+    core = " ".join(words[i] for i in sorted(keep))
+    return core if _quotes_balanced(core) else None  # not "드라마 《참 좋은 도전했는가?"
+
+
+_QUOTE_PAIRS = ("《》", "〈〉", "『』", "「」", "‘’", "“”")
+
+
+def _quotes_balanced(text: str) -> bool:
+    return all(text.count(o) == text.count(c) for o, c in _QUOTE_PAIRS) and text.count('"') % 2 == 0
 
 
 def answer_free(question: str, answer: str) -> bool:

@@ -318,7 +318,8 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         specific = chunk.kind == "quoted" or any(t.tag in _SPECIFIC for t in tokens[chunk.start:chunk.end])
         called = _called_at(tokens, chunk)
         if chunk.kind == "noun" and not specific and chunk.end - chunk.start < 2 \
-                and not (called and _is_a_name_given(tokens, *called)):
+                and not (called and tokens[chunk.start].tag == "NNG" and surface not in _ABSTRACT_HEADS
+                         and _is_a_name_given(tokens, *called)):
             continue  # one common noun ("혐의", "시위") is rarely a fact worth asking, unless it is a name given
         if called is not None:  # "소나기라는 작품으로…", "체크메이트라고 한다"
             pairs += _called_questions(sentence, tokens, chunk, surface, end, topic_phrase if add_topic else "",

@@ -155,6 +155,12 @@ def test_user_asks_an_empty_question():
     fails(["ask", "  "], "the question is empty")
 
 
+@pytest.mark.parametrize("args", [["ask", "질문?", "--max-new-tokens", "0"], ["ask", "질문?", "--batch-size", "-1"],
+                                  ["evaluate", "q.jsonl", "--out", ".", "--rag-k", "0"]])
+def test_user_asks_for_no_answer_tokens_or_empty_batches(args):
+    fails(args, "Invalid value", "greater than or equal")
+
+
 def test_question_file_with_a_repeated_id(tmp_path):
     q = tmp_path / "q.jsonl"
     write_jsonl(q, [{"id": "1", "question": "a?", "answers": ["x"]}, {"id": "1", "question": "b?", "answers": ["y"]}])

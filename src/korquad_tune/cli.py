@@ -198,7 +198,8 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         adapter: Optional[Path] = typer.Option(None, help="adapter folder from `train`"),
         file: Optional[Path] = typer.Option(None, help="answer every line of this file"),
         template: Optional[str] = typer.Option(None, help="prompt template (default: the adapter's)"),
-        max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE) -> None:
+        max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, min=1, help="answer length budget in tokens"),
+        batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch")) -> None:
     """Answer one question, a file of questions (one a line), or questions typed at a prompt."""
     from korquad_tune.evaluate import Systems
     from korquad_tune.fileio import read_text
@@ -268,7 +269,9 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
              predictions: Optional[Path] = typer.Option(None, help="predictions system: JSONL with id, prediction"),
              base_url: Optional[str] = typer.Option(None, help="openai system: endpoint"),
              api_model: str = typer.Option(DEFAULT_API_MODEL, help="openai system: model name"),
-             max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1) -> None:
+             max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, min=1, help="answer length budget in tokens"),
+             batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch"),
+             rag_k: int = typer.Option(1, min=1, help="rag: paragraphs put into the prompt")) -> None:
     """Answer a question file with one or more systems; write predictions, metrics (with 95% CIs), a table."""
     from korquad_tune.evaluate import evaluate_systems, print_table
     results = evaluate_systems(questions, out, model=model, adapters=adapter, systems=system,

@@ -107,6 +107,8 @@ def test_a_sentence_becomes_questions_with_the_right_wh_word_and_topic():
     pairs = set(sentence_questions("임종석은 청량리경찰서에서 조사를 받았다.", "임종석"))
     assert ("청량리경찰서에서 조사를 받은 사람은?", "임종석") in pairs
     assert ("임종석이 조사를 받은 곳은?", "청량리경찰서") in pairs
+    pairs = set(sentence_questions("무학대사는 인왕산을 주산으로 궁궐을 세워야 한다고 했다.", ""))
+    assert ("인왕산을 주산으로 궁궐을 세워야 한다고 한 사람은?", "무학대사") in pairs  # a title makes a person
 
 
 def test_questions_inflect_existentials_and_adjectives_and_leave_no_dangling_comma():

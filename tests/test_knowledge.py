@@ -64,7 +64,9 @@ def test_empty_paragraphs_and_answers_not_in_their_paragraph_are_counted_skips(t
     good = {"context": "임종석은 1989년 2월 15일 지명수배되었다.",
             "qas": [{"id": "q1", "question": "임종석이 지명수배된 날은?",
                      "answers": [{"text": "1989년 2월 15일", "answer_start": 5}]},
-                    {"id": "q2", "question": "지명수배된 사람은?", "answers": [{"text": "노아", "answer_start": 0}]}]}
+                    {"id": "q2", "question": "지명수배된 사람은?", "answers": [{"text": "노아", "answer_start": 0}]},
+                    # SQuAD v2: an unanswerable question has no answers at all
+                    {"id": "q4", "question": "임종석의 딸은?", "answers": [], "is_impossible": True}]}
     empty = {"context": "  ", "qas": [{"id": "q3", "question": "무엇?", "answers": [{"text": "x", "answer_start": 0}]}]}
     src = tmp_path / "s.json"
     src.write_text(json.dumps(_squad([good, empty]), ensure_ascii=False), encoding="utf-8")
@@ -72,6 +74,7 @@ def test_empty_paragraphs_and_answers_not_in_their_paragraph_are_counted_skips(t
     assert res.exit_code == 0, res.output
     assert "skipped 1 paragraphs with an empty context" in res.output
     assert "skipped 1 questions whose answer is not in their paragraph" in res.output
+    assert "skipped 1 unanswerable questions (SQuAD v2 is_impossible)" in res.output
     assert [r["id"] for r in read_jsonl(tmp_path / "r" / "qa.jsonl")] == ["q1"]
     # the skipped answer (노아) is not also reported as a kept answer with a wrong answer_start
     assert json.loads((tmp_path / "r" / "prepare.json").read_text())["answer_start_mismatches"] == 0

@@ -65,10 +65,8 @@ def prepare(out: Path = typer.Option(..., "--out", help="run directory to write 
     console.print(f"wrote {path}: {s.questions} questions ({s.distinct_questions} distinct) "
                   f"from {s.articles} articles; {counts['trained']} to train, {counts['rephrased']} rephrased "
                   f"and {counts['unseen']} unseen held out")
-    for key, what in (("empty_contexts_skipped", "paragraphs with an empty context"),
-                      ("answers_not_in_context_skipped", "questions whose answer is not in their paragraph")):
-        if counts[key]:
-            console.print(f"skipped {counts[key]} {what}", style="yellow")
+    for what in s.skipped():
+        console.print(f"skipped {what}", style="yellow")
     if s.duplicate_questions:
         console.print(f"{sum(s.duplicate_questions.values()) - len(s.duplicate_questions)} questions repeat "
                       f"another's text ({len(s.duplicate_questions)} texts); all kept, listed in prepare.json",

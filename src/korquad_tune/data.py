@@ -40,6 +40,14 @@ class SquadSummary:
     answer_start_mismatches: int = 0
     empty_contexts: int = 0  # paragraphs skipped: nothing to learn from, nothing to answer from
     answers_not_in_context: int = 0  # questions skipped: no gold answer occurs in their paragraph
+    unanswerable: int = 0  # questions skipped: SQuAD v2's is_impossible, nothing to learn or to score
+
+    def skipped(self) -> list[str]:
+        """What was skipped, one phrase per kind: "2 paragraphs with an empty context"."""
+        return [f"{n} {what}" for n, what in (
+            (self.empty_contexts, "paragraphs with an empty context"),
+            (self.answers_not_in_context, "questions whose answer is not in their paragraph"),
+            (self.unanswerable, "unanswerable questions (SQuAD v2 is_impossible)")) if n]
 
 
 def _read_squad_json(path: Path) -> dict:
@@ -103,6 +111,9 @@ def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dic
                 question = qa.get("question")
                 _require(isinstance(question, str) and question.strip() != "", path, where_q,
                          "empty or missing 'question'")
+                if qa.get("is_impossible") is True:
+                    summary.unanswerable += 1
+                    continue
                 answers = qa.get("answers")
                 _require(isinstance(answers, list) and len(answers) > 0, path, where_q,
                          "empty or missing 'answers' list (every question needs at least one gold answer)")
@@ -214,9 +225,7 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
         summary.questions = len(records)
         summary.distinct_questions = len({r["question"] for r in records})
     if not records:
-        skipped = [f"{n} {what}" for n, what in ((summary.empty_contexts, "paragraphs with an empty context"),
-                                                 (summary.answers_not_in_context,
-                                                  "questions whose answer is not in their paragraph")) if n]
+        skipped = summary.skipped()
         why = f" (skipped {' and '.join(skipped)})" if skipped else ""
         raise KorquadTuneError(f"{source}: no questions found{why}; check --articles/--limit, and that each paragraph "
                                "has a non-empty context holding its questions' answers")
@@ -234,6 +243,7 @@ def prepare(out: str | Path, data: str | Path | None = None, articles: int | Non
         "answer_start_mismatches": summary.answer_start_mismatches,
         "empty_contexts_skipped": summary.empty_contexts,
         "answers_not_in_context_skipped": summary.answers_not_in_context,
+        "unanswerable_skipped": summary.unanswerable,
         "trained": len(sets["trained"]), **{name: len(sets[name]) for name in HELDOUT_SETS},
         "articles_arg": articles, "limit_arg": limit, "holdout": holdout,
     })

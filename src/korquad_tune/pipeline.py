@@ -128,6 +128,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
             counts = read_json(run.prepare_summary)
             console.print(f"{s.questions} questions from {s.articles} articles: {counts['trained']} train, "
                           f"{counts['rephrased']} rephrased and {counts['unseen']} unseen held out")
+            for what in s.skipped():
+                console.print(f"skipped {what}", style="yellow")
     _record_input(run, stamp, "qa")
     if not run.augmentation.exists():
         with stage(f"augment ({cfg.augment.backend})", "augment"):

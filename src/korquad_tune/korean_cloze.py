@@ -320,12 +320,11 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         specific = chunk.kind == "quoted" or any(t.tag in _SPECIFIC for t in tokens[chunk.start:chunk.end])
         called = _called_at(tokens, chunk)
         if chunk.kind == "noun" and not specific and chunk.end - chunk.start < 2 \
-                and not (called and tokens[chunk.start].tag == "NNG" and surface not in _ABSTRACT_HEADS
-                         and _is_a_name_given(tokens, *called)):
+                and not _is_a_name_given(tokens, chunk, surface, called):
             continue  # one common noun ("혐의", "시위") is rarely a fact worth asking, unless it is a name given
         if called is not None:  # "소나기라는 작품으로…", "체크메이트라고 한다"
-            pairs += _called_questions(sentence, tokens, chunk, surface, end, topic_phrase if add_topic else "",
-                                       topic if add_topic else "")
+            pairs += _called_questions(sentence, tokens, chunk, called, surface, end,
+                                       topic_phrase if add_topic else "", topic if add_topic else "")
             continue
         if tokens[chunk.start].start >= pred_start or len(normalize_answer(surface)) < 1:
             continue
@@ -399,8 +398,11 @@ _ABSTRACT_HEADS = {"것", "주장", "사실", "점", "생각", "의견", "이유
                    "근거", "가능성", "말"}
 
 
-def _is_a_name_given(tokens, link: str, after: int) -> bool:
-    """"체크메이트라고 한다", "소나기라는 작품": the word before is a name, not a claim ("근거라고 주장했다")."""
+def _is_a_name_given(tokens, chunk: Chunk, surface: str, called: tuple[str, int] | None) -> bool:
+    """"체크메이트라고 한다", "소나기라는 작품": the common noun is a name, not a claim ("근거라고 주장했다")."""
+    if called is None or tokens[chunk.start].tag != "NNG" or surface in _ABSTRACT_HEADS:
+        return False
+    link, after = called
     if after >= len(tokens):
         return False
     if link == "라고":  # not "모양이라고 해서" (because it looks like one)
@@ -409,12 +411,12 @@ def _is_a_name_given(tokens, link: str, after: int) -> bool:
     return tokens[after].tag in ("NNG", "NNP") and tokens[after].form not in _ABSTRACT_HEADS
 
 
-def _called_questions(sentence: str, tokens, chunk: Chunk, answer: str, ending: tuple[int, str, str],
-                      topic_phrase: str, topic: str) -> list[tuple[str, str]]:
+def _called_questions(sentence: str, tokens, chunk: Chunk, called: tuple[str, int], answer: str,
+                      ending: tuple[int, str, str], topic_phrase: str, topic: str) -> list[tuple[str, str]]:
     """"그는 소나기라는 작품으로 출연했다" -> "그는 어떤 작품으로 출연했는가?" and "그가 출연한 작품은?";
     "사람들은 그를 '임군'이라고 불렀다" -> "사람들은 그를 무엇이라고 불렀는가?" (answer: the name)."""
     pred_start, pred_question, pred_relative = ending
-    link, after = _called_at(tokens, chunk)
+    link, after = called
     if after >= len(tokens) or tokens[after].start > pred_start:
         return []
     before = sentence[:tokens[chunk.start].start].rstrip()

@@ -17,7 +17,7 @@ from korquad_tune.cli import app
 from korquad_tune.config import load_train_config
 from korquad_tune.data import prepare, training_pairs
 from korquad_tune.models import ADAPTER_META
-from korquad_tune.prompts import get_template
+from korquad_tune.prompts import get_template, reader_prompt
 from korquad_tune.train import shared_prefix_length, tokenize_example
 
 runner = CliRunner()
@@ -256,3 +256,41 @@ def test_reworded_passes_ask_each_material_question_another_way_each_pass():
     for k in (1, 2):
         assert all(passes[k * 2 + i][0] != q for i, (q, _) in enumerate(material))  # each pass its own wording
     assert passes[2][0] != passes[4][0]
+
+
+def test_reader_rows_are_batched_by_paragraph_so_the_paragraph_runs_once_per_batch():
+    """Each batch holds questions of one paragraph (at most batch_size), every row comes once per epoch, the order
+    depends only on (seed, epoch), and the head the batch shares reaches past the paragraph."""
+    from trl import SFTConfig
+
+    from korquad_tune.data import parse_squad, shipped_dev_path
+    from korquad_tune.models import load_base_model, load_tokenizer, resolve_model
+    from korquad_tune.train import GroupedBatchSampler, build_dataset, make_trainer_class
+    resolved = resolve_model("tiny-random")
+    tok = load_tokenizer(resolved)
+    records, _ = parse_squad(shipped_dev_path(), articles=2)
+    rows = [(r["context"], r["question"], r["answers"][0]) for r in records]
+    groups = [c for c, _, _ in rows]
+    assert max(groups.count(c) for c in groups) > 3 and len(set(groups)) > 2
+    ds = build_dataset(tok, get_template("alpaca"), [], 1024, reader_rows=rows)
+    args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=3, use_cpu=True, report_to="none",
+                     completion_only_loss=True, max_length=1024, disable_tqdm=True, seed=5)
+    trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
+                                   processing_class=tok, batch_groups=groups)
+    loader = trainer.get_train_dataloader()
+    shortest_paragraph = min(len(tok(reader_prompt(c, "")).input_ids) for c in groups) - 8
+    seen = []
+    for batch in loader:
+        assert batch["input_ids"].shape[0] <= 3
+        if batch["input_ids"].shape[0] > 1:
+            assert shared_prefix_length(batch["input_ids"], batch["labels"]) >= shortest_paragraph > 100
+        seen.append(batch["input_ids"].shape[0])
+    assert sum(seen) == len(rows) and len(seen) == len(loader)
+
+    sampler = GroupedBatchSampler(groups, 3, seed=5)
+    epoch0 = list(sampler)
+    assert sorted(i for b in epoch0 for i in b) == list(range(len(rows)))
+    assert all(len({groups[i] for i in b}) == 1 for b in epoch0)
+    assert list(GroupedBatchSampler(groups, 3, seed=5)) == epoch0
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0

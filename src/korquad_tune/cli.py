@@ -172,7 +172,7 @@ def train_cmd(run_dir: Path,
             raise KorquadTuneError(f"--set {item!r}: expected key=value")
         overrides[key.strip()] = yaml.safe_load(value)
     cfg = load_train_config(preset, overrides)
-    out = train(run_dir, cfg, name=name, augment=not no_augment, resume=resume, max_steps=max_steps,
+    out = train(run_dir, cfg, name=name, augment=not (no_augment or reader), resume=resume, max_steps=max_steps,
                 passages=passages, reader=reader)
     if os.environ.get("RANK", "0") == "0":  # one line, not one per data-parallel process
         console.print(f"adapter written to {out}")

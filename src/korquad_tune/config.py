@@ -57,6 +57,11 @@ class TrainConfig(BaseModel):
     reader_epochs: float = Field(3, gt=0, description="passes for the `reader` adapter (paragraph + question -> answer)")
     reader_max_length: int = Field(1024, ge=64, description="max tokens of a reader example (paragraph + question + "
                                    "answer)")
+    reader_batches: Literal["paragraph", "length"] = Field("paragraph", description="reader: `paragraph` batches "
+                                                           "one paragraph's questions together, so with "
+                                                           "shared_prefix the paragraph runs once per batch (~5x "
+                                                           "faster); `length` groups rows by length like the "
+                                                           "other adapters")
     batch_size: int = Field(8, ge=1, description="examples per device per step")
     gradient_accumulation_steps: int = Field(1, ge=1, description="steps per optimizer update")
     max_length: int = Field(256, ge=8, description="max tokens of a training example (prompt + answer)")

@@ -107,7 +107,8 @@ def make_trainer_class():
         """SFTTrainer whose loss applies the output layer only at answer positions, and runs the prompt head that
         every row of a batch shares (the Alpaca preamble: ~40% of a row) once rather than once per row."""
 
-        def __init__(self, *args, answer_logits_only: bool = True, shared_prefix: bool = True, **kwargs):
+        def __init__(self, *args, answer_logits_only: bool = True, shared_prefix: bool = True,
+                     batch_groups: list | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self._patched = None
             if answer_logits_only:
@@ -117,6 +118,9 @@ def make_trainer_class():
                     self._softcap = getattr(config, "final_logit_softcapping", None)
             # one process only: under DDP the parameters would be used by two forward calls per step
             self.shared_prefix = shared_prefix and self._patched is not None and self.args.world_size == 1
+            # rows with the same group key (a reader row's paragraph) are batched together, so that the head they
+            # share is the paragraph, not just the template's preamble
+            self.batch_groups = batch_groups if self.shared_prefix else None
             self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean; Trainer divides by GA steps
             self.cpu_autocast = False  # bf16 on CPU: every forward of the loss, the shared prefix's too, autocasts
 
@@ -134,6 +138,18 @@ def make_trainer_class():
             return EpochSeededLengthGroupedSampler(
                 self.args.train_batch_size * self.args.gradient_accumulation_steps,
                 lengths=[len(ids) for ids in dataset["input_ids"]], seed=self.args.data_seed or self.args.seed)
+
+        def get_train_dataloader(self):
+            if self.batch_groups is None:
+                return super().get_train_dataloader()
+            from torch.utils.data import DataLoader
+            dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+            if len(self.batch_groups) != len(dataset):
+                raise RuntimeError("batch_groups must name a group for every training row")
+            sampler = GroupedBatchSampler(self.batch_groups, self.args.train_batch_size,
+                                          seed=self.args.data_seed or self.args.seed)
+            return self.accelerator.prepare(DataLoader(dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                                                       num_workers=self.args.dataloader_num_workers))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self._patched is None or not model.training:
@@ -231,6 +247,42 @@ class EpochSeededLengthGroupedSampler(_length_grouped_sampler_base()):
         from transformers.trainer_pt_utils import get_length_grouped_indices
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class GroupedBatchSampler:
+    """Batches whose rows share a group key (the reader's paragraph): a group of n rows makes ceil(n / batch_size)
+    batches of near-equal size, and the batches come in an order that depends only on (seed, epoch), so a resumed
+    run sees what the uninterrupted one saw.
+
+    A reader row is ~400 tokens of paragraph and ~25 of question and answer; a batch of one paragraph's questions
+    runs the paragraph through the model once (the shared prefix), not once per question."""
+
+    def __init__(self, groups: list, batch_size: int, seed: int):
+        members: dict = {}
+        for i, key in enumerate(groups):
+            members.setdefault(key, []).append(i)
+        self.members, self.batch_size, self.seed, self.epoch = list(members.values()), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _n_batches(self, rows: list) -> int:
+        return -(-len(rows) // self.batch_size)
+
+    def __len__(self) -> int:
+        return sum(self._n_batches(rows) for rows in self.members)
+
+    def __iter__(self):
+        import torch
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        batches = []
+        for rows in self.members:
+            order = [rows[i] for i in torch.randperm(len(rows), generator=generator)]
+            k = self._n_batches(rows)
+            sizes = [len(rows) // k + (j < len(rows) % k) for j in range(k)]
+            starts = [sum(sizes[:j]) for j in range(k)]
+            batches += [order[a:a + n] for a, n in zip(starts, sizes)]
+        return iter([batches[i] for i in torch.randperm(len(batches), generator=generator)])
 
 
 # ---------------------------------------------------------------- progress
@@ -398,7 +450,9 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                           peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
                           answer_logits_only=cfg.loss == "answer" and not cfg.packing and cfg.loss_head == "positions",
-                          shared_prefix=cfg.shared_prefix)
+                          shared_prefix=cfg.shared_prefix,
+                          batch_groups=[context for context, _, _ in reader_rows]
+                          if reader and cfg.reader_batches == "paragraph" else None)
     trainer.cpu_autocast = bf16 and device == "cpu"
     if trainer.cpu_autocast and cfg.bf16_frozen and cfg.method == "lora":
         from korquad_tune.models import cast_frozen_to_bf16

@@ -213,6 +213,29 @@ def test_a_name_given_by_ranun_or_rago_is_asked_for_by_its_kind():
     assert not any(a == "완전 승리 선언" for _, a in pairs)
 
 
+def test_a_name_beside_its_title_is_also_asked_for_alone_by_the_title():
+    """KorQuAD answers "who" with the name as often as with name and title: both are taught, never for one question."""
+    pairs = set(sentence_questions("윤덕용 천안함 사건 민·군 합동조사단장은 6월 14일 기자회견을 열었다.", ""))
+    assert ("6월 14일 기자회견을 연 천안함 사건 민·군 합동조사단장은?", "윤덕용") in pairs
+    assert ("누가 6월 14일 기자회견을 열었는가?", "윤덕용 천안함 사건 민·군 합동조사단장") in pairs  # 누가, not 무엇이
+    pairs = set(sentence_questions("당시 함장 마쓰오카 바키치는 배를 돌렸다.", ""))
+    assert ("당시 배를 돌린 함장은?", "마쓰오카 바키치") in pairs
+    pairs = set(sentence_questions("러시아의 드미트리 메드베데프 대통령은 인터뷰에서 말했다.", ""))
+    assert any(a == "드미트리 메드베데프" and q.endswith("대통령은?") for q, a in pairs)
+    pairs = sentence_questions("선임 연대장 막스 지몬 SS준장이 사단장 대리로서 토텐코프를 지휘했다.", "")
+    assert "막스 지몬" in {a for _, a in pairs}
+    questions = [q for q, _ in sentence_questions("그는 대통령 오마르 알바시르를 만났다.", "")]
+    assert len(questions) == len(set(questions))  # no question with two answers
+
+
+def test_a_counter_word_is_asked_for_whole():
+    pairs = set(sentence_questions("폰을 8번째 랭크까지 전진시키면 그 폰은 프로모션을 하게 된다.", ""))
+    assert ("폰을 몇 번째 랭크까지 전진시키면 그 폰은 프로모션을 하게 되는가?", "8번째") in pairs
+    pairs = set(sentence_questions("총면적 530제곱킬로미터로 수많은 봉우리가 있다.", ""))
+    assert ("총면적 몇 제곱킬로미터로 수많은 봉우리가 있는가?", "530제곱킬로미터") in pairs
+    assert ("그는 몇 명을 만났는가?", "12명") in set(sentence_questions("그는 12명을 만났다.", ""))
+
+
 def test_clean_title():
     assert clean_title("김정남_(조선민주주의인민공화국)") == "김정남" and clean_title("노아의_방주") == "노아의 방주"
 

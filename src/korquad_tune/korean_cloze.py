@@ -31,6 +31,13 @@ MAX_QUOTED_CHARS = 40
 _PERSON_HEADS = ("씨", "왕", "황제", "대통령", "장관", "교수", "박사", "선수", "감독", "작가", "의원", "황후", "왕후",
                  "왕비", "공주", "왕자", "세자", "장군", "총리", "회장", "의장", "위원장", "대사", "선생", "여사",
                  "비서관", "주교", "교황", "스님", "목사")
+# Titles that stand beside a person's name ("건축가 안병의", "정동춘 K스포츠재단 이사장"): the last word of the title ends so
+_TITLE_ENDS = _PERSON_HEADS + ("대표", "이사", "이사장", "단장", "사장", "원장", "총장", "청장", "국장", "부장", "소장",
+                               "교장", "관장", "함장", "연대장", "사단장", "준장", "중장", "대장", "사령관", "대변인",
+                               "기자", "변호사", "검사", "판사", "연구원", "위원", "비서", "전문가", "교사", "건축가",
+                               "작곡가", "가수", "배우", "시인", "화가", "소설가", "평론가", "코치", "주장", "신부",
+                               "수상", "국왕", "세조", "태조", "태종", "세종")
+_HONORIFICS = ("씨", "님", "군", "양")
 MAX_QUESTION_CHARS = 160
 
 
@@ -83,8 +90,9 @@ def _chunks(tokens) -> list[Chunk]:
                 j += 1
             if j < len(tokens) and tokens[j].tag in ("NNB", "NNG", "SL") and _gap(tokens, j) <= 1 \
                     and len(tokens[j].form) <= 2:
-                out.append(Chunk(i, j + 1, "quantity"))
-                i = j + 1
+                end = _counter_end(tokens, j)
+                out.append(Chunk(i, end, "quantity"))
+                i = end
                 continue
         j = i + 1
         while j < len(tokens) and tokens[j].tag in _NOMINAL and _gap(tokens, j) <= 1 \
@@ -96,6 +104,19 @@ def _chunks(tokens) -> list[Chunk]:
             out.append(Chunk(i, j + 2, "noun"))  # a name with a number in it: 대포동 2호, 아폴로 11호
         i = j
     return out
+
+
+_SQUARE = {"제곱", "평방", "세제곱", "입방"}
+
+
+def _counter_end(tokens, j: int) -> int:
+    """The end of the counter word at token j: "8번째", "3000번대", "530제곱킬로미터" are one counter each."""
+    k = j + 1
+    while k < len(tokens) and _gap(tokens, k) == 0 and (
+            (tokens[k].tag == "XSN" and tokens[k].form in ("째", "대"))
+            or (tokens[j].form in _SQUARE and k == j + 1 and tokens[k].tag in ("NNB", "NNG"))):
+        k += 1
+    return k
 
 
 def _closing_quote(tokens, i: int) -> int | None:
@@ -130,8 +151,10 @@ def _surface(text: str, tokens, chunk: Chunk) -> str:
 
 
 def _counter(text: str, tokens, chunk: Chunk) -> str:
+    """The counter word of a quantity, everything after its number: "명", "번째", "제곱킬로미터"."""
+    first = next((i for i in range(chunk.start, chunk.end) if tokens[i].tag not in ("SN", "NR")), chunk.end - 1)
     last = tokens[chunk.end - 1]
-    return text[last.start:last.start + last.len]
+    return text[tokens[first].start:last.start + last.len]
 
 
 def _is_person(surface: str, tokens, chunk: Chunk, title: str) -> bool:
@@ -140,6 +163,43 @@ def _is_person(surface: str, tokens, chunk: Chunk, title: str) -> bool:
     hangul_name = all(t.tag == "NNP" for t in tokens[chunk.start:chunk.end]) and 2 <= len(surface.replace(" ", "")) <= 4 \
         and re.fullmatch(r"[가-힣 ]+", surface) is not None and not surface.endswith(_PLACE_HEADS)
     return hangul_name or surface == title
+
+
+def _looks_like_a_name(word: str, tags: set[str]) -> bool:
+    """A person's name as one word: tagged a proper noun, or three Hangul syllables starting with a surname (Kiwi cuts
+    unknown names apart: 윤덕용 -> 윤/NNP 덕/NNG 용/XSN)."""
+    return "NNP" in tags or (re.fullmatch(r"[가-힣]{3}", word) is not None and word[0] in _SURNAMES)
+
+
+def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | None:
+    """A person's name beside their title, split: "건축가 안병의 씨" -> (안병의, 건축가), "정동춘 K스포츠재단 이사장" ->
+    (정동춘, K스포츠재단 이사장), "함장 마쓰오카 바키치" -> (마쓰오카 바키치, 함장). KorQuAD answers such a question with
+    the name alone. None where the phrase is not of that shape."""
+    words = _surface(sentence, tokens, chunk).split()
+    if words and words[-1] in _HONORIFICS:
+        words = words[:-1]
+    if len(words) < 2:
+        return None
+    offsets, at = [], tokens[chunk.start].start
+    for w in words:  # the tags of each word's tokens
+        begin = sentence.index(w, at)
+        offsets.append({t.tag for t in tokens[chunk.start:chunk.end] if begin <= t.start < begin + len(w)})
+        at = begin + len(w)
+    if _looks_like_a_name(words[0], offsets[0]) and words[-1].endswith(_TITLE_ENDS) and "NNP" not in offsets[-1]:
+        n = 1  # name first, then the title; a Korean name is one word, a foreign one may be more (드미트리 메드베데프)
+        if not re.fullmatch(r"[가-힣]{3}", words[0]):
+            while n < len(words) - 1 and offsets[n] == {"NNP"}:
+                n += 1
+        if re.fullmatch(r"[가-힣]{2,}", words[0]):
+            return " ".join(words[:n]), " ".join(words[n:])
+    title_end = next((i for i, w in enumerate(words[:-1]) if w.endswith(_TITLE_ENDS)), None)
+    if title_end is not None and all("NNP" not in tags for tags in offsets[:title_end + 1]) \
+            and _looks_like_a_name(words[title_end + 1], offsets[title_end + 1]) and len(words) - title_end <= 4:
+        name = words[title_end + 1:]
+        if len(name) > 1 and name[-1].endswith(_TITLE_ENDS) and "NNP" not in offsets[-1]:
+            name = name[:-1]  # "연대장 막스 지몬 SS준장": the rank after the name is not part of it
+        return " ".join(name), " ".join(words[:title_end + 1])  # the title, then the name
+    return None
 
 
 def _wh_phrase(kind: str, surface: str, counter: str, next_tag: str, next_form: str, person: bool) -> str | None:
@@ -336,8 +396,9 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         next_tag = nxt.tag if nxt is not None and nxt.start - (tokens[chunk.end - 1].start
                                                                  + tokens[chunk.end - 1].len) == 0 else ""
         next_form = nxt.form if next_tag else ""
+        apposition = person_apposition(tokens, chunk, sentence) if chunk.kind == "noun" else None
         wh = _wh_phrase(chunk.kind, surface, _counter(sentence, tokens, chunk), next_tag, next_form,
-                        _is_person(surface, tokens, chunk, topic))
+                        apposition is not None or _is_person(surface, tokens, chunk, topic))
         if wh is None:
             continue
         cut_end = nxt.start + nxt.len if next_tag and next_tag != "VCP" else tokens[chunk.end - 1].start + \
@@ -357,7 +418,7 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
         if add_topic:
             question = f"{topic_phrase} {question}"
         question = " ".join(question.split())
-        answer = surface.strip()
+        answer = surface.strip()  # with its title, if any: KorQuAD's answers are as often "김태영 국방장관" as "윤덕용"
         if normalize_answer(answer).replace(" ", "") in normalize_answer(question).replace(" ", ""):
             continue  # the answer leaks (it occurs twice in the sentence)
         if len(question) > MAX_QUESTION_CHARS or len(question) < 8:
@@ -371,7 +432,8 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
                                           topic if add_topic else "")
             if relative and answer_free(relative, answer) and 8 <= len(relative) <= MAX_QUESTION_CHARS:
                 pairs.append((relative, answer))
-            split = name_and_head(tokens, chunk, sentence) if chunk.kind == "noun" else None
+            # the name alone is asked by its title: "…기자회견을 연 천안함 사건 민·군 합동조사단장은?" -> 윤덕용
+            split = apposition or (name_and_head(tokens, chunk, sentence) if chunk.kind == "noun" else None)
             if split is not None:  # "…탈출한 해역은?" -> 시나가와 (KorQuAD answers name the thing, not its kind)
                 name, head = split
                 named = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,

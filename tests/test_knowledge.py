@@ -224,6 +224,12 @@ def test_a_name_beside_its_title_is_also_asked_for_alone_by_the_title():
     assert any(a == "드미트리 메드베데프" and q.endswith("대통령은?") for q, a in pairs)
     pairs = sentence_questions("선임 연대장 막스 지몬 SS준장이 사단장 대리로서 토텐코프를 지휘했다.", "")
     assert "막스 지몬" in {a for _, a in pairs}
+    # a name, 전 / 당시, a title: one phrase, and the name asked for by the title; "…로부터" of a person: 누구로부터
+    pairs = set(sentence_questions("이 때문에 정동영 당시 국가안전보장회의 상임위원장으로부터 질책을 받았다.", ""))
+    assert ("이 때문에 누구로부터 질책을 받았는가?", "정동영 당시 국가안전보장회의 상임위원장") in pairs
+    assert ("이 때문에 질책을 받은 당시 국가안전보장회의 상임위원장은?", "정동영") in pairs
+    pairs = sentence_questions("민주당 신학용의원은 교신 내역을 공개했다.", "")  # the name is inside the title's word
+    assert "민주당" not in {a for _, a in pairs}
     questions = [q for q, _ in sentence_questions("그는 대통령 오마르 알바시르를 만났다.", "")]
     assert len(questions) == len(set(questions))  # no question with two answers
 

@@ -98,12 +98,29 @@ def _chunks(tokens) -> list[Chunk]:
         while j < len(tokens) and tokens[j].tag in _NOMINAL and _gap(tokens, j) <= 1 \
                 and not _is_boundary(tokens, j) and not (tokens[j].tag == "SN" and _gap(tokens, j) > 0):
             j += 1
+        j = _through_former_title(tokens, j)
         out.append(Chunk(i, j, "noun"))
         if j + 1 < len(tokens) and tokens[j].tag == "SN" and _gap(tokens, j) == 1 and tokens[j + 1].tag in (
                 "NNB", "NNG", "SL") and _gap(tokens, j + 1) == 0:
             out.append(Chunk(i, j + 2, "noun"))  # a name with a number in it: 대포동 2호, 아폴로 11호
         i = j
     return out
+
+
+_FORMER = {"전", "당시", "현", "前"}
+
+
+def _through_former_title(tokens, end: int) -> int:
+    """"박선원 전 청와대 통일안보전략비서관", "콘돌리자 라이스 당시 미 국무장관": a name, then 전 / 당시 / 현, then a
+    title are one phrase (whose name `person_apposition` asks for by the title); else `end` unchanged."""
+    if end >= len(tokens) or tokens[end].form not in _FORMER or _gap(tokens, end) != 1 or tokens[end - 1].tag != "NNP":
+        return end
+    k = end + 1
+    while k < len(tokens) and tokens[k].tag in _NOMINAL and _gap(tokens, k) <= 1 and not _is_boundary(tokens, k):
+        k += 1
+    last_word = "".join(t.form for t in tokens[end + 1:k]).split()[-1:] if k > end + 1 else []
+    titled = k > end + 1 and tokens[k - 1].form.endswith(_TITLE_ENDS) or any(w.endswith(_TITLE_ENDS) for w in last_word)
+    return k if titled else end
 
 
 _SQUARE = {"제곱", "평방", "세제곱", "입방"}
@@ -185,7 +202,9 @@ def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | 
         begin = sentence.index(w, at)
         offsets.append({t.tag for t in tokens[chunk.start:chunk.end] if begin <= t.start < begin + len(w)})
         at = begin + len(w)
-    if _looks_like_a_name(words[0], offsets[0]) and words[-1].endswith(_TITLE_ENDS) and "NNP" not in offsets[-1]:
+    glued_name = len(words) == 2 and "NNP" in offsets[-1]  # "민주당 신학용의원": the name is in the title's word
+    if _looks_like_a_name(words[0], offsets[0]) and words[-1].endswith(_TITLE_ENDS) \
+            and tokens[chunk.end - 1].tag != "NNP" and not glued_name:
         n = 1  # name first, then the title; a Korean name is one word, a foreign one may be more (드미트리 메드베데프)
         if not re.fullmatch(r"[가-힣]{3}", words[0]):
             while n < len(words) - 1 and offsets[n] == {"NNP"}:
@@ -220,12 +239,14 @@ def _wh_phrase(kind: str, surface: str, counter: str, next_tag: str, next_form: 
     if next_tag == "JKB":
         if next_form in ("에게", "에게서", "한테", "께"):
             return "누구" + next_form
+        if person and next_form in ("로부터", "으로부터"):
+            return "누구로부터"
         if next_form in ("로서", "으로서", "로써", "으로써"):
             return ("누구" if person else "무엇") + ("로서" if person else "으로서")
-        if next_form in ("에", "에서", "에서는", "로", "으로", "로부터", "까지", "부터"):
+        if next_form in ("에", "에서", "에서는", "로", "으로", "로부터", "으로부터", "까지", "부터"):
             if next_form in ("로", "으로") and not place:
                 return "무엇" + "으로"
-            return "어디" + ("로" if next_form in ("로", "으로") else next_form)
+            return "어디" + ("로" if next_form in ("로", "으로") else "로부터" if next_form == "으로부터" else next_form)
         if next_form in ("와", "과", "하고", "랑", "이랑"):
             return ("누구" if person else "무엇") + particle("누구" if person else "무엇", "과/와")
         return None

@@ -230,6 +230,8 @@ def test_a_name_beside_its_title_is_also_asked_for_alone_by_the_title():
     assert ("이 때문에 질책을 받은 당시 국가안전보장회의 상임위원장은?", "정동영") in pairs
     pairs = sentence_questions("민주당 신학용의원은 교신 내역을 공개했다.", "")  # the name is inside the title's word
     assert "민주당" not in {a for _, a in pairs}
+    pairs = sentence_questions("그는 명나라 태조 주원장과 갈등하던 중 피살되었다.", "")  # a country is not a name
+    assert "명나라" not in {a for _, a in pairs} and "주원장" in {a for _, a in pairs}
     questions = [q for q, _ in sentence_questions("그는 대통령 오마르 알바시르를 만났다.", "")]
     assert len(questions) == len(set(questions))  # no question with two answers
 

@@ -204,7 +204,8 @@ def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | 
         at = begin + len(w)
     glued_name = len(words) == 2 and "NNP" in offsets[-1]  # "민주당 신학용의원": the name is in the title's word
     if _looks_like_a_name(words[0], offsets[0]) and words[-1].endswith(_TITLE_ENDS) \
-            and tokens[chunk.end - 1].tag != "NNP" and not glued_name:
+            and not words[0].endswith(_PLACE_HEADS + ("당",)) \
+            and tokens[chunk.end - 1].tag != "NNP" and not glued_name:  # not "명나라 태조 주원장", "민주당 …"
         n = 1  # name first, then the title; a Korean name is one word, a foreign one may be more (드미트리 메드베데프)
         if not re.fullmatch(r"[가-힣]{3}", words[0]):
             while n < len(words) - 1 and offsets[n] == {"NNP"}:

@@ -118,9 +118,8 @@ def _through_former_title(tokens, end: int) -> int:
     k = end + 1
     while k < len(tokens) and tokens[k].tag in _NOMINAL and _gap(tokens, k) <= 1 and not _is_boundary(tokens, k):
         k += 1
-    last_word = "".join(t.form for t in tokens[end + 1:k]).split()[-1:] if k > end + 1 else []
-    titled = k > end + 1 and tokens[k - 1].form.endswith(_TITLE_ENDS) or any(w.endswith(_TITLE_ENDS) for w in last_word)
-    return k if titled else end
+    title = "".join(t.form for t in tokens[end + 1:k])  # "이사"+"장" -> 이사장
+    return k if title.endswith(_TITLE_ENDS) else end
 
 
 _SQUARE = {"제곱", "평방", "세제곱", "입방"}

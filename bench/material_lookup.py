@@ -1,0 +1,145 @@
+"""A cheap, many-article proxy for what the study material can teach: BM25 lookup over it, no model, no training.
+
+A closed-book adapter answers a question it never saw mostly with the answer of the training or material question
+that shares the most words with it (BENCHMARKS 3, 2c), which is what a BM25 lookup does. So this bench splits
+KorQuAD articles the way `prepare` does (trained / rephrased / unseen), builds the `rules` study material as
+`study` does (held-out questions banned from it), and answers every held-out question by BM25 over
+
+- `questions`: the training questions only (the `retrieval` system without paraphrases), and
+- `questions+material`: the training questions and the study material's questions,
+
+counting KorQuAD EM per set. Hundreds of held-out questions in seconds where one training scores a dozen in
+fifteen minutes: a way to compare two versions of the study material before paying for training, and a floor
+the passages adapter should clear. It is a proxy: it says nothing about how a model generalises past words.
+
+    python bench/material_lookup.py [--skip 3] [--articles 40] [--group 3] [--out bench/results/material_lookup.json]
+    python bench/material_lookup.py --run runs/default     # a run folder's own sets and material.json
+
+Articles are taken `--group` at a time (a run's worth: the lookup only sees its own group's questions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+
+def group_records(articles: list[dict], path: Path) -> list[dict]:
+    """The records `prepare` would read from these articles (its parser, on a temporary verbatim copy)."""
+    from korquad_tune.data import parse_squad
+    path.write_text(json.dumps({"version": "KorQuAD_v1.0_dev", "data": articles}, ensure_ascii=False),
+                    encoding="utf-8")
+    return parse_squad(path)[0]
+
+
+def material_for(records: list[dict], banned: set[str]) -> list[dict]:
+    """The `rules` study material of these records' paragraphs, filtered as `study` filters it."""
+    from korquad_tune.data import paragraphs_of
+    from korquad_tune.passages import _rules, filter_material
+    paragraphs = paragraphs_of(records)
+    raw, _ = _rules(paragraphs, dropout=0)
+    counts: Counter = Counter()
+    return [x for p in paragraphs for x in filter_material(raw[p["id"]][0], p["context"], banned, counts)]
+
+
+def lookup_em(pairs: list[tuple[str, str]], held: list[dict]) -> int:
+    from korquad_tune.metrics import score_one
+    from korquad_tune.retrieval import RetrievalAnswerer
+    if not held:
+        return 0
+    preds = RetrievalAnswerer(pairs).answer([r["question"] for r in held])
+    return int(sum(score_one(p, r["answers"])[0] for p, r in zip(preds, held)))
+
+
+def covered_misses(pairs: list[tuple[str, str]], held: list[dict], counts: Counter) -> list[dict]:
+    """Held-out questions whose gold answer some study/training question asks for (`covered`) but the lookup
+    missed: the question, a question asking for its answer, and the best match the lookup took instead."""
+    from korquad_tune.metrics import score_one
+    from korquad_tune.retrieval import RetrievalAnswerer, morphemes
+    if not held:
+        return []
+    top = RetrievalAnswerer(pairs).index.retrieve([morphemes(r["question"]) for r in held], k=1,
+                                                  show_progress=False)[0]
+    out = []
+    for r, (i,) in zip(held, top):
+        asking = [q for q, a in pairs if score_one(a, r["answers"])[0]]
+        counts["unseen_covered"] += bool(asking)
+        if asking and not score_one(pairs[int(i)][1], r["answers"])[0]:
+            # the match holds the gold answer in its own words: a question about the same sentence, another slot
+            counts["unseen_covered_missed_match_holds_answer"] += any(a in pairs[int(i)][0] for a in r["answers"])
+            out.append({"question": r["question"], "answer": r["answers"][0], "asked_by": asking[0],
+                        "matched": pairs[int(i)][0], "matched_answer": pairs[int(i)][1]})
+    return out
+
+
+def run_folder(run_dir: Path) -> dict:
+    """The same two lookups on a finished run folder: its training questions, its material, its held-out sets."""
+    from korquad_tune.data import HELDOUT_SETS, load_qa
+    from korquad_tune.fileio import read_json, read_jsonl
+    questions = [(r["question"], r["answers"][0]) for r in load_qa(run_dir)]
+    material = [(m["question"], m["answer"]) for m in read_json(run_dir / "material.json")["qa"]]
+    out: dict = {"material": len(material)}
+    for name in HELDOUT_SETS:
+        held = read_jsonl(run_dir / f"{name}.jsonl")
+        out.update({f"{name}_n": len(held), f"{name}_questions": lookup_em(questions, held),
+                    f"{name}_questions+material": lookup_em(questions + material, held)})
+    return out
+
+
+def main() -> None:
+    from korquad_tune.data import HELDOUT_SETS, shipped_dev_path, split_heldout
+    from korquad_tune.passages import _key
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default=None, help="SQuAD-format file (default: the shipped dev set)")
+    p.add_argument("--skip", type=int, default=3, help="articles to skip (the default run's three)")
+    p.add_argument("--articles", type=int, default=40)
+    p.add_argument("--group", type=int, default=3, help="articles per simulated run")
+    p.add_argument("--out", default=None)
+    p.add_argument("--misses", type=int, default=0, help="print this many unseen questions the material covers "
+                   "but the lookup missed (a random sample)")
+    p.add_argument("--run", default=None, help="score a run folder's own sets and material instead")
+    args = p.parse_args()
+    if args.run:
+        print(json.dumps(run_folder(Path(args.run)), ensure_ascii=False))
+        return
+    raw = Path(args.data).read_bytes() if args.data else gzip.decompress(shipped_dev_path().read_bytes())
+    data = json.loads(raw)["data"][args.skip:args.skip + args.articles]
+    scratch = Path("/tmp/material_lookup_subset.json")
+    counts: Counter = Counter()
+    misses: list[dict] = []
+    t0 = time.perf_counter()
+    for start in range(0, len(data), args.group):
+        records = group_records(data[start:start + args.group], scratch)
+        sets = split_heldout(records)
+        banned = {_key(r["question"]) for name in HELDOUT_SETS for r in sets[name]}
+        questions = [(r["question"], r["answers"][0]) for r in sets["trained"]]
+        material = [(m["question"], m["answer"]) for m in material_for(records, banned)]
+        counts["material"] += len(material)
+        for name in HELDOUT_SETS:
+            counts[f"{name}_n"] += len(sets[name])
+            counts[f"{name}_questions"] += lookup_em(questions, sets[name])
+            counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name])
+        misses += covered_misses(questions + material, sets["unseen"], counts)
+        print(f"  articles {args.skip + start + 1}-{args.skip + start + len(data[start:start + args.group])}: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), flush=True)
+    summary = {**counts, "seconds": round(time.perf_counter() - t0, 1)}
+    for name in HELDOUT_SETS:
+        for system in ("questions", "questions+material"):
+            summary[f"{name}_{system}_em"] = round(100 * counts[f"{name}_{system}"] / max(counts[f"{name}_n"], 1), 1)
+    print(json.dumps(summary, ensure_ascii=False))
+    for m in random.Random(0).sample(misses, min(args.misses, len(misses))):
+        print(f"\n  {m['question']} -> {m['answer']}\n    asked by  {m['asked_by']}\n    matched   {m['matched']} "
+              f"-> {m['matched_answer']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "summary": summary}, ensure_ascii=False,
+                                             indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -392,3 +392,28 @@ def test_passages_replay_takes_rewordings_not_noisy_copies(held_run, tmp_path):
     assert len(pairs) == 57 * 3 + len(load_material(RunDir(run))["qa"]) and not replayed & noisy
     aug_pairs, _, _ = _examples(RunDir(run), cfg, augment=True, passages=False, reader=False)
     assert noisy <= {q for q, _ in aug_pairs}  # while aug learns every noisy copy
+
+
+def test_reader_also_learns_to_read_a_few_study_questions_per_paragraph(held_run, tmp_path):
+    import shutil
+
+    from korquad_tune.config import load_train_config
+    from korquad_tune.train import _examples
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    cfg = load_train_config("cpu-default", {"reader_material": 2})
+    RunDir(run).material.unlink(missing_ok=True)  # another test may have studied the shared folder
+    with pytest.raises(KorquadTuneError, match="korquad-tune study"):
+        _examples(RunDir(run), cfg, augment=False, passages=False, reader=True)  # no material yet: say what to run
+    study(run, backend="rules")
+    _, _, rows = _examples(RunDir(run), cfg, augment=False, passages=False, reader=True)
+    qa = read_jsonl(RunDir(run).qa)
+    assert rows[:len(qa)] == [(r["context"], r["question"], r["answers"][0]) for r in qa]
+    extra = rows[len(qa):]
+    material = {(m["question"], m["answer"]) for m in load_material(RunDir(run))["qa"]}
+    paragraphs = {r["context"] for r in qa}
+    assert len(extra) == 2 * len(paragraphs) and {c for c, _, _ in extra} == paragraphs
+    assert all((q, a) in material and a in c for c, q, a in extra)  # a material question, read in its own paragraph
+    assert _examples(RunDir(run), cfg, augment=False, passages=False, reader=True)[2] == rows  # stable pick
+    none = load_train_config("cpu-default", {"reader_material": 0})
+    assert len(_examples(RunDir(run), none, augment=False, passages=False, reader=True)[2]) == len(qa)

@@ -46,6 +46,22 @@ def test_run_end_to_end_and_resume(tmp_path):
     assert res.exit_code == 2 and "other settings" in res.output
 
 
+def test_a_reader_that_reads_study_questions_gets_them_made_without_the_passages_adapter(tmp_path):
+    from korquad_tune.models import ADAPTER_META
+    config = tmp_path / "rag.yaml"
+    config.write_text(yaml.safe_dump({"articles": 1, "preset": "tiny-test", "systems": ["retrieval", "rag"],
+                                      "train": {"reader_material": 2, "reader_epochs": 1},
+                                      "eval": {"max_new_tokens": 4}}))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--config", str(config), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "study" in res.output and not (out / "adapters" / "passages").exists()
+    paragraphs = len({json.loads(line)["context"] for line in (out / "qa.jsonl").read_text().splitlines()})
+    meta = json.loads((out / "adapters" / "reader" / ADAPTER_META).read_text())
+    assert meta["examples"] == 8 + 2 * paragraphs  # the training questions and two study questions a paragraph
+    assert set(json.loads((out / "metrics.json").read_text())["sets"]["unseen"]) == {"retrieval", "rag"}
+
+
 def test_shipped_default_config_is_the_embedded_default():
     from pathlib import Path
 

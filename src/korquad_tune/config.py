@@ -57,6 +57,12 @@ class TrainConfig(BaseModel):
     reader_epochs: float = Field(3, gt=0, description="passes for the `reader` adapter (paragraph + question -> answer)")
     reader_max_length: int = Field(1024, ge=64, description="max tokens of a reader example (paragraph + question + "
                                    "answer)")
+    reader_material: int = Field(0, ge=0, description="reader: also learn to read this many study-material "
+                                 "questions (material.json) per paragraph, picked by a hash of the question; 0 = "
+                                 "the training questions only")
+    reader_batch_size: int | None = Field(None, ge=1, description="reader: rows per step (None = batch_size); with "
+                                          "paragraph batches a step runs its paragraph once, so more of one "
+                                          "paragraph's questions per step cost little")
     reader_batches: Literal["paragraph", "length"] = Field("paragraph", description="reader: `paragraph` batches "
                                                            "one paragraph's questions together, so with "
                                                            "shared_prefix the paragraph runs once per batch (~5x "

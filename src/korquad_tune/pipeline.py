@@ -138,7 +138,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     _record_input(run, stamp, "augmentation")
     qa = load_qa(run.root)
     sets = question_sets(run, cfg, qa)
-    if "passages" in cfg.systems and not run.material.exists():
+    reads_material = train_cfg.reader_material and any(x in cfg.systems for x in OPEN_BOOK)
+    if ("passages" in cfg.systems or reads_material) and not run.material.exists():
         with stage(f"study ({cfg.study.backend})", "study"):
             _, s = study(run.root, **cfg.study.model_dump())
             console.print(f"{s['qa']} questions and {s['statements']} statements from {s['paragraphs']} "

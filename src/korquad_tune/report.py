@@ -154,7 +154,8 @@ def write_report(run_dir: str | Path, settings: dict | None = None) -> list[Path
            "- **passages**: LoRA adapter trained on what `aug` learns plus the training paragraphs as text and "
            "questions made from their sentences (`material.json`).",
            "- **open-book**: the `reader` adapter (trained on paragraph + question -> answer for the training "
-           "questions) given the question's own paragraph.",
+           "questions and, with `reader_material` > 0, that many study questions per paragraph from "
+           "`material.json`) given the question's own paragraph.",
            "- **rag**: the same reader given the top BM25 paragraph(s) of the training articles.", ""]
     if settings:
         md += ["## Settings", "", "```yaml", settings.get("yaml", "").rstrip(), "```", ""]

@@ -15,7 +15,8 @@ FILES = {
     "augmentation": ("augmentation.json", "augment: {question: [paraphrases]} + provenance"),
     "augment_cache": ("augment_cache.jsonl", "augment, openai backend: one line per finished question"),
     "heldout": ("paraphrased.jsonl", "run: LLM paraphrases of training questions, never trained on"),
-    "material": ("material.json", "study: what the `passages` adapter learns from the paragraphs"),
+    "material": ("material.json", "study: what the `passages` adapter (and, in part, the reader) learns from the "
+                                  "paragraphs"),
     "material_cache": ("material_cache.jsonl", "study, openai backend: one line per finished paragraph"),
     "adapters": ("adapters", "train: one folder per adapter"),
     "checkpoints": ("checkpoints", "train: resumable checkpoints per adapter"),

@@ -8,6 +8,7 @@ steps with `--resume`, and the adapter folder records the base model, template a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -342,20 +343,12 @@ def _latest_checkpoint(ckpt_dir: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
-ADAPTER_DATA = {  # adapter name -> what it learns from
-    "no-aug": "the training questions",
-    "aug": "the training questions and their paraphrases",
-    "passages": "the training questions, their paraphrases, and the paragraphs with questions made from them",
-    "reader": "(paragraph, question) -> answer for the training questions: reads a paragraph given in the prompt",
-}
-
-
 def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, reader: bool):
     """(pairs, texts, reader rows) for one adapter."""
     from korquad_tune.data import load_augmentation, load_qa, training_pairs
     qa = load_qa(run.root)
     if reader:
-        return [], [], [(r["context"], r["question"], r["answers"][0]) for r in qa]
+        return [], [], [(r["context"], r["question"], r["answers"][0]) for r in qa] + reader_material_rows(run, cfg)
     replay = passages and cfg.passages_from is not None  # QA already learnt: replay a little of it, not all,
     per_question = cfg.replay_paraphrases if replay else cfg.paraphrases_per_question  # in real rewordings
     augmentation = load_augmentation(run, rewordings_only=replay) if augment else None
@@ -372,6 +365,26 @@ def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, read
             return pairs * passes + reworded_passes(material, passes), texts * passes, []
         pairs += material
     return pairs, texts, []
+
+
+def reader_material_rows(run: RunDir, cfg: TrainConfig) -> list[tuple[str, str, str]]:
+    """`reader_material` study questions per paragraph as (paragraph, question, answer) reader rows. The reader
+    learns to find an answer in a paragraph; 57 training questions are few examples of that, and the material
+    asks about every sentence. Picked by a hash of the question: stable, and not the first sentences only."""
+    if not cfg.reader_material:
+        return []
+    from korquad_tune.passages import load_material
+    doc = load_material(run)
+    contexts = {p["id"]: p["context"] for p in doc["paragraphs"]}
+    by_paragraph: dict[str, list[dict]] = {}
+    for x in doc["qa"]:
+        by_paragraph.setdefault(x["paragraph"], []).append(x)
+    return [(contexts[pid], x["question"], x["answer"]) for pid, rows in by_paragraph.items()
+            for x in sorted(rows, key=_question_hash)[:cfg.reader_material]]
+
+
+def _question_hash(row: dict) -> str:
+    return hashlib.sha1(row["question"].encode("utf-8")).hexdigest()
 
 
 def _material_passes(cfg: TrainConfig) -> int:
@@ -430,9 +443,10 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
     bf16 = _use_bf16(cfg, device)
     epochs = _epochs(cfg, augment, passages, reader)
+    batch_size = (cfg.reader_batch_size or cfg.batch_size) if reader else cfg.batch_size
     args = SFTConfig(
         output_dir=str(ckpt_dir), num_train_epochs=epochs, max_steps=max_steps or -1,
-        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_train_batch_size=batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         # warmup_steps: a float < 1 is a ratio in transformers 5
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,

@@ -29,12 +29,16 @@ from collections import Counter
 from pathlib import Path
 
 
-def group_records(articles: list[dict], path: Path) -> list[dict]:
+def group_records(articles: list[dict]) -> list[dict]:
     """The records `prepare` would read from these articles (its parser, on a temporary verbatim copy)."""
+    import tempfile
+
     from korquad_tune.data import parse_squad
-    path.write_text(json.dumps({"version": "KorQuAD_v1.0_dev", "data": articles}, ensure_ascii=False),
-                    encoding="utf-8")
-    return parse_squad(path)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "subset.json"
+        path.write_text(json.dumps({"version": "KorQuAD_v1.0_dev", "data": articles}, ensure_ascii=False),
+                        encoding="utf-8")
+        return parse_squad(path)[0]
 
 
 def material_for(records: list[dict], banned: set[str]) -> list[dict]:
@@ -47,33 +51,36 @@ def material_for(records: list[dict], banned: set[str]) -> list[dict]:
     return [x for p in paragraphs for x in filter_material(raw[p["id"]][0], p["context"], banned, counts)]
 
 
-def lookup_em(pairs: list[tuple[str, str]], held: list[dict]) -> int:
-    from korquad_tune.metrics import score_one
-    from korquad_tune.retrieval import RetrievalAnswerer
-    if not held:
-        return 0
-    preds = RetrievalAnswerer(pairs).answer([r["question"] for r in held])
-    return int(sum(score_one(p, r["answers"])[0] for p, r in zip(preds, held)))
-
-
-def covered_misses(pairs: list[tuple[str, str]], held: list[dict], counts: Counter) -> list[dict]:
-    """Held-out questions whose gold answer some study/training question asks for (`covered`) but the lookup
-    missed: the question, a question asking for its answer, and the best match the lookup took instead."""
-    from korquad_tune.metrics import score_one
+def best_matches(pairs: list[tuple[str, str]], held: list[dict]) -> list[int]:
+    """For each held-out question, the index of its best BM25 match among `pairs` (the retrieval baseline's
+    index and tokenisation)."""
     from korquad_tune.retrieval import RetrievalAnswerer, morphemes
     if not held:
         return []
-    top = RetrievalAnswerer(pairs).index.retrieve([morphemes(r["question"]) for r in held], k=1,
-                                                  show_progress=False)[0]
+    docs, _ = RetrievalAnswerer(pairs).index.retrieve([morphemes(r["question"]) for r in held], k=1,
+                                                      show_progress=False)
+    return [int(d[0]) for d in docs]
+
+
+def lookup_em(pairs: list[tuple[str, str]], held: list[dict], matches: list[int] | None = None) -> int:
+    from korquad_tune.metrics import score_one
+    matches = best_matches(pairs, held) if matches is None else matches
+    return int(sum(score_one(pairs[i][1], r["answers"])[0] for i, r in zip(matches, held)))
+
+
+def covered_misses(pairs: list[tuple[str, str]], held: list[dict], matches: list[int], counts: Counter) -> list[dict]:
+    """Held-out questions whose gold answer some study/training question asks for (`covered`) but the lookup
+    missed: the question, a question asking for its answer, and the best match the lookup took instead."""
+    from korquad_tune.metrics import score_one
     out = []
-    for r, (i,) in zip(held, top):
+    for r, i in zip(held, matches):
         asking = [q for q, a in pairs if score_one(a, r["answers"])[0]]
         counts["unseen_covered"] += bool(asking)
-        if asking and not score_one(pairs[int(i)][1], r["answers"])[0]:
+        if asking and not score_one(pairs[i][1], r["answers"])[0]:
             # the match holds the gold answer in its own words: a question about the same sentence, another slot
-            counts["unseen_covered_missed_match_holds_answer"] += any(a in pairs[int(i)][0] for a in r["answers"])
+            counts["unseen_covered_missed_match_holds_answer"] += any(a in pairs[i][0] for a in r["answers"])
             out.append({"question": r["question"], "answer": r["answers"][0], "asked_by": asking[0],
-                        "matched": pairs[int(i)][0], "matched_answer": pairs[int(i)][1]})
+                        "matched": pairs[i][0], "matched_answer": pairs[i][1]})
     return out
 
 
@@ -110,22 +117,23 @@ def main() -> None:
         return
     raw = Path(args.data).read_bytes() if args.data else gzip.decompress(shipped_dev_path().read_bytes())
     data = json.loads(raw)["data"][args.skip:args.skip + args.articles]
-    scratch = Path("/tmp/material_lookup_subset.json")
     counts: Counter = Counter()
     misses: list[dict] = []
     t0 = time.perf_counter()
     for start in range(0, len(data), args.group):
-        records = group_records(data[start:start + args.group], scratch)
+        records = group_records(data[start:start + args.group])
         sets = split_heldout(records)
         banned = {_key(r["question"]) for name in HELDOUT_SETS for r in sets[name]}
         questions = [(r["question"], r["answers"][0]) for r in sets["trained"]]
         material = [(m["question"], m["answer"]) for m in material_for(records, banned)]
         counts["material"] += len(material)
         for name in HELDOUT_SETS:
+            matches = best_matches(questions + material, sets[name])
             counts[f"{name}_n"] += len(sets[name])
             counts[f"{name}_questions"] += lookup_em(questions, sets[name])
-            counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name])
-        misses += covered_misses(questions + material, sets["unseen"], counts)
+            counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name], matches)
+            if name == "unseen":
+                misses += covered_misses(questions + material, sets[name], matches, counts)
         print(f"  articles {args.skip + start + 1}-{args.skip + start + len(data[start:start + args.group])}: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), flush=True)
     summary = {**counts, "seconds": round(time.perf_counter() - t0, 1)}

@@ -146,9 +146,9 @@ def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dic
 
 
 # ------------------------------------------------------------------ held-out sets that measure knowledge
-def _stable_rank(qid: str) -> str:
+def stable_rank(text: str) -> str:
     """A deterministic, order-free pick among candidates (not the first or last, which correlate with position)."""
-    return hashlib.sha1(qid.encode("utf-8")).hexdigest()
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -191,7 +191,7 @@ def split_heldout(records: list[dict]) -> dict[str, list[dict]]:
 
         lonely = [r for r in firsts.values() if not asked_elsewhere(r)]
         if lonely:
-            pick = min(lonely, key=lambda r: _stable_rank(r["id"]))
+            pick = min(lonely, key=lambda r: stable_rank(r["id"]))
             out["unseen"].append(pick)
             held.add(pick["id"])
     out["trained"] = [r for r in records if r["id"] not in held]

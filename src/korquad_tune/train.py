@@ -8,7 +8,6 @@ steps with `--resume`, and the adapter folder records the base model, template a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -373,6 +372,7 @@ def reader_material_rows(run: RunDir, cfg: TrainConfig) -> list[tuple[str, str, 
     asks about every sentence. Picked by a hash of the question: stable, and not the first sentences only."""
     if not cfg.reader_material:
         return []
+    from korquad_tune.data import stable_rank
     from korquad_tune.passages import load_material
     doc = load_material(run)
     contexts = {p["id"]: p["context"] for p in doc["paragraphs"]}
@@ -380,11 +380,7 @@ def reader_material_rows(run: RunDir, cfg: TrainConfig) -> list[tuple[str, str, 
     for x in doc["qa"]:
         by_paragraph.setdefault(x["paragraph"], []).append(x)
     return [(contexts[pid], x["question"], x["answer"]) for pid, rows in by_paragraph.items()
-            for x in sorted(rows, key=_question_hash)[:cfg.reader_material]]
-
-
-def _question_hash(row: dict) -> str:
-    return hashlib.sha1(row["question"].encode("utf-8")).hexdigest()
+            for x in sorted(rows, key=lambda r: stable_rank(r["question"]))[:cfg.reader_material]]
 
 
 def _material_passes(cfg: TrainConfig) -> int:

@@ -414,6 +414,14 @@ def test_reader_also_learns_to_read_a_few_study_questions_per_paragraph(held_run
     paragraphs = {r["context"] for r in qa}
     assert len(extra) == 2 * len(paragraphs) and {c for c, _, _ in extra} == paragraphs
     assert all((q, a) in material and a in c for c, q, a in extra)  # a material question, read in its own paragraph
+    assert len({(c, a) for c, _, a in extra}) == len(extra)  # one question per answer
+    doc = load_material(RunDir(run))
+    context_of = {p["id"]: p["context"] for p in doc["paragraphs"]}
+    longest: dict = {}
+    for m in doc["qa"]:
+        key = (context_of[m["paragraph"]], m["answer"])
+        longest[key] = max(longest.get(key, ""), m["question"], key=len)
+    assert all(len(q) == len(longest[c, a]) for c, q, a in extra)  # the whole-sentence question, not a cut-down one
     assert _examples(RunDir(run), cfg, augment=False, passages=False, reader=True)[2] == rows  # stable pick
     none = load_train_config("cpu-default", {"reader_material": 0})
     assert len(_examples(RunDir(run), none, augment=False, passages=False, reader=True)[2]) == len(qa)

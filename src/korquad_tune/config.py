@@ -58,8 +58,8 @@ class TrainConfig(BaseModel):
     reader_max_length: int = Field(1024, ge=64, description="max tokens of a reader example (paragraph + question + "
                                    "answer)")
     reader_material: int = Field(0, ge=0, description="reader: also learn to read this many study-material "
-                                 "questions (material.json) per paragraph, picked by a hash of the question; 0 = "
-                                 "the training questions only")
+                                 "questions (material.json) per paragraph — one per answer, the longest, picked "
+                                 "by a hash of the question; 0 = the training questions only")
     reader_batch_size: int | None = Field(None, ge=1, description="reader: rows per step (None = batch_size); with "
                                           "paragraph batches a step runs its paragraph once, so more of one "
                                           "paragraph's questions per step cost little")

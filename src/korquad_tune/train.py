@@ -369,18 +369,22 @@ def _examples(run: RunDir, cfg: TrainConfig, augment: bool, passages: bool, read
 def reader_material_rows(run: RunDir, cfg: TrainConfig) -> list[tuple[str, str, str]]:
     """`reader_material` study questions per paragraph as (paragraph, question, answer) reader rows. The reader
     learns to find an answer in a paragraph; 57 training questions are few examples of that, and the material
-    asks about every sentence. Picked by a hash of the question: stable, and not the first sentences only."""
+    asks about every sentence. One question per answer, the longest (a whole-sentence question: the cut-down
+    forms read as broken Korean and taught the reader odd spans, BENCHMARKS 2h), picked by a hash of the question:
+    stable, and not the first sentences only."""
     if not cfg.reader_material:
         return []
     from korquad_tune.data import stable_rank
     from korquad_tune.passages import load_material
     doc = load_material(run)
     contexts = {p["id"]: p["context"] for p in doc["paragraphs"]}
-    by_paragraph: dict[str, list[dict]] = {}
-    for x in doc["qa"]:
-        by_paragraph.setdefault(x["paragraph"], []).append(x)
+    by_paragraph: dict[str, dict[str, dict]] = {}
+    for x in doc["qa"]:  # one question per answer, the longest: the whole sentence, not a cut-down form of it
+        answers = by_paragraph.setdefault(x["paragraph"], {})
+        if len(x["question"]) > len(answers.get(x["answer"], {}).get("question", "")):
+            answers[x["answer"]] = x
     return [(contexts[pid], x["question"], x["answer"]) for pid, rows in by_paragraph.items()
-            for x in sorted(rows, key=lambda r: stable_rank(r["question"]))[:cfg.reader_material]]
+            for x in sorted(rows.values(), key=lambda r: stable_rank(r["question"]))[:cfg.reader_material]]
 
 
 def _material_passes(cfg: TrainConfig) -> int:

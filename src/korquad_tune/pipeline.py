@@ -138,8 +138,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     _record_input(run, stamp, "augmentation")
     qa = load_qa(run.root)
     sets = question_sets(run, cfg, qa)
-    reads_material = train_cfg.reader_material and any(x in cfg.systems for x in OPEN_BOOK)
-    if ("passages" in cfg.systems or reads_material) and not run.material.exists():
+    wants_reader = any(x in cfg.systems for x in OPEN_BOOK)
+    if ("passages" in cfg.systems or wants_reader and train_cfg.reader_material) and not run.material.exists():
         with stage(f"study ({cfg.study.backend})", "study"):
             _, s = study(run.root, **cfg.study.model_dump())
             console.print(f"{s['qa']} questions and {s['statements']} statements from {s['paragraphs']} "
@@ -148,7 +148,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
         _record_input(run, stamp, "material")
 
     for name, (with_aug, with_passages, reader) in ADAPTERS.items():
-        wanted = name in cfg.systems or (reader and any(x in cfg.systems for x in OPEN_BOOK))
+        wanted = name in cfg.systems or (reader and wants_reader)
         if wanted and not adapter_done(run.root, name):
             with stage(f"train {name}"):
                 train(run.root, train_cfg, name=name, augment=with_aug, passages=with_passages, reader=reader,

@@ -379,7 +379,7 @@ def reader_material_rows(run: RunDir, cfg: TrainConfig) -> list[tuple[str, str, 
     doc = load_material(run)
     contexts = {p["id"]: p["context"] for p in doc["paragraphs"]}
     by_paragraph: dict[str, dict[str, dict]] = {}
-    for x in doc["qa"]:  # one question per answer, the longest: the whole sentence, not a cut-down form of it
+    for x in doc["qa"]:
         answers = by_paragraph.setdefault(x["paragraph"], {})
         if len(x["question"]) > len(answers.get(x["answer"], {}).get("question", "")):
             answers[x["answer"]] = x

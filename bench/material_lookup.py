@@ -84,6 +84,26 @@ def covered_misses(pairs: list[tuple[str, str]], held: list[dict], matches: list
     return out
 
 
+def uncovered(pairs: list[tuple[str, str]], held: list[dict], counts: Counter) -> list[dict]:
+    """Held-out questions whose gold answer no training or study question asks for: the question, the sentence
+    holding the answer, and the answers asked there that overlap it (a wider or narrower span: "에티오피아
+    아디스아바바" for 아디스아바바, "대포동" for 대포동 2호), counted as `unseen_uncovered_overlap`."""
+    import re
+
+    from korquad_tune.metrics import score_one
+    out = []
+    for r in held:
+        if any(score_one(a, r["answers"])[0] for _, a in pairs):
+            continue
+        gold = r["answers"][0]
+        sentence = next((s for s in re.split(r"(?<=[.?!])\s+", r["context"]) if gold in s), "")
+        near = sorted({a for _, a in pairs if a != gold and (gold in a or a in gold) and a in sentence})
+        counts["unseen_uncovered"] += 1
+        counts["unseen_uncovered_overlap"] += bool(near)
+        out.append({"question": r["question"], "answer": gold, "sentence": sentence, "near": near})
+    return out
+
+
 def run_folder(run_dir: Path) -> dict:
     """The same two lookups on a finished run folder: its training questions, its material, its held-out sets."""
     from korquad_tune.data import HELDOUT_SETS, load_qa
@@ -110,6 +130,8 @@ def main() -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--misses", type=int, default=0, help="print this many unseen questions the material covers "
                    "but the lookup missed (a random sample)")
+    p.add_argument("--uncovered", type=int, default=0, help="print this many unseen questions whose answer no "
+                   "training or study question asks for, with the sentence holding it (a random sample)")
     p.add_argument("--run", default=None, help="score a run folder's own sets and material instead")
     args = p.parse_args()
     if args.run:
@@ -119,6 +141,7 @@ def main() -> None:
     data = json.loads(raw)["data"][args.skip:args.skip + args.articles]
     counts: Counter = Counter()
     misses: list[dict] = []
+    gaps: list[dict] = []
     t0 = time.perf_counter()
     for start in range(0, len(data), args.group):
         records = group_records(data[start:start + args.group])
@@ -134,6 +157,7 @@ def main() -> None:
             counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name], matches)
             if name == "unseen":
                 misses += covered_misses(questions + material, sets[name], matches, counts)
+                gaps += uncovered(questions + material, sets[name], counts)
         print(f"  articles {args.skip + start + 1}-{args.skip + start + len(data[start:start + args.group])}: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), flush=True)
     summary = {**counts, "seconds": round(time.perf_counter() - t0, 1)}
@@ -144,6 +168,8 @@ def main() -> None:
     for m in random.Random(0).sample(misses, min(args.misses, len(misses))):
         print(f"\n  {m['question']} -> {m['answer']}\n    asked by  {m['asked_by']}\n    matched   {m['matched']} "
               f"-> {m['matched_answer']}")
+    for m in random.Random(0).sample(gaps, min(args.uncovered, len(gaps))):
+        print(f"\n  {m['question']} -> {m['answer']}\n    sentence  {m['sentence']}\n    near      {m['near']}")
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "summary": summary}, ensure_ascii=False,
                                              indent=2) + "\n", encoding="utf-8")

@@ -236,6 +236,19 @@ def test_a_name_beside_its_title_is_also_asked_for_alone_by_the_title():
     assert len(questions) == len(set(questions))  # no question with two answers
 
 
+def test_a_person_is_also_asked_for_by_a_title_that_says_whose_it_is():
+    """"…의 이름은?": the name behind a title, even where the sentence gives the cloze rules no slot to ask it by."""
+    sentence = ("2003년 2월, 제논 소프트웨어 플랫폼에 대한 계획이 마이크로소프트 부사장 제임스 알라드의 지휘 아래 "
+                "시작되었다.")  # the name sits before 의: no wh-word can take its place
+    pairs = set(sentence_questions(sentence, ""))
+    assert ("마이크로소프트 부사장의 이름은?", "제임스 알라드") in pairs
+    assert ("마이크로소프트 부사장은 누구인가?", "제임스 알라드") in pairs
+    pairs = set(sentence_questions("당시 함장 마쓰오카 바키치는 배를 돌렸다.", ""))
+    assert not any(q.startswith("함장") for q, _ in pairs)  # "함장의 이름은?" says nothing of whose
+    pairs = sentence_questions("베냐민 네타냐후 이스라엘 총리를 만났다.", "")  # where a foreign name ends is a guess
+    assert not any(q.endswith("이름은?") for q, _ in pairs)
+
+
 def test_a_counter_word_is_asked_for_whole():
     pairs = set(sentence_questions("폰을 8번째 랭크까지 전진시키면 그 폰은 프로모션을 하게 된다.", ""))
     assert ("폰을 몇 번째 랭크까지 전진시키면 그 폰은 프로모션을 하게 되는가?", "8번째") in pairs

@@ -187,6 +187,10 @@ def _looks_like_a_name(word: str, tags: set[str]) -> bool:
     return "NNP" in tags or (re.fullmatch(r"[가-힣]{3}", word) is not None and word[0] in _SURNAMES)
 
 
+def _korean_name(word: str) -> bool:
+    return re.fullmatch(r"[가-힣]{3}", word) is not None and word[0] in _SURNAMES
+
+
 def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | None:
     """A person's name beside their title, split: "건축가 안병의 씨" -> (안병의, 건축가), "정동춘 K스포츠재단 이사장" ->
     (정동춘, K스포츠재단 이사장), "함장 마쓰오카 바키치" -> (마쓰오카 바키치, 함장). KorQuAD answers such a question with
@@ -212,13 +216,23 @@ def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | 
         if re.fullmatch(r"[가-힣]{2,}", words[0]):
             return " ".join(words[:n]), " ".join(words[n:])
     title_end = next((i for i, w in enumerate(words[:-1]) if w.endswith(_TITLE_ENDS)), None)
-    if title_end is not None and all("NNP" not in tags for tags in offsets[:title_end + 1]) \
+    if title_end is not None and "NNP" not in offsets[title_end] \
             and _looks_like_a_name(words[title_end + 1], offsets[title_end + 1]) and len(words) - title_end <= 4:
         name = words[title_end + 1:]
         if len(name) > 1 and name[-1].endswith(_TITLE_ENDS) and "NNP" not in offsets[-1]:
             name = name[:-1]  # "연대장 막스 지몬 SS준장": the rank after the name is not part of it
         return " ".join(name), " ".join(words[:title_end + 1])  # the title, then the name
     return None
+
+
+def title_questions(name: str, title: str) -> list[tuple[str, str]]:
+    """"마이크로소프트 부사장 제임스 알라드" -> "마이크로소프트 부사장의 이름은?", "마이크로소프트 부사장은 누구인가?":
+    KorQuAD asks for a person by their title in these words, and they hold whatever the sentence did with the
+    person (…의 지휘 아래, a list with no particle) that the cloze questions cannot ask. Only for a title that
+    says whose it is (two words or more: not "함장" alone)."""
+    if len(title.split()) < 2 or len(name) < 2:
+        return []
+    return [(f"{title}의 이름은?", name), (f"{title}{particle(title, '은/는')} 누구인가?", name)]
 
 
 def _wh_phrase(kind: str, surface: str, counter: str, next_tag: str, next_form: str, person: bool) -> str | None:
@@ -418,6 +432,8 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
                                                                  + tokens[chunk.end - 1].len) == 0 else ""
         next_form = nxt.form if next_tag else ""
         apposition = person_apposition(tokens, chunk, sentence) if chunk.kind == "noun" else None
+        if apposition is not None and (surface.startswith(apposition[1]) or _korean_name(apposition[0])):
+            pairs += title_questions(*apposition)  # not where a foreign name's end may be the title's start
         wh = _wh_phrase(chunk.kind, surface, _counter(sentence, tokens, chunk), next_tag, next_form,
                         apposition is not None or _is_person(surface, tokens, chunk, topic))
         if wh is None:

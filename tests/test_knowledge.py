@@ -239,7 +239,7 @@ def test_a_name_beside_its_title_is_also_asked_for_alone_by_the_title():
 def test_a_person_is_also_asked_for_by_a_title_that_says_whose_it_is():
     """"…의 이름은?": the name behind a title, even where the sentence gives the cloze rules no slot to ask it by."""
     sentence = ("2003년 2월, 제논 소프트웨어 플랫폼에 대한 계획이 마이크로소프트 부사장 제임스 알라드의 지휘 아래 "
-                "시작되었다.")  # the name sits before 의: no wh-word can take its place
+                "시작되었다.")  # before 의 the cloze rules ask for name and title together ("누구의 지휘 아래…")
     pairs = set(sentence_questions(sentence, ""))
     assert ("마이크로소프트 부사장의 이름은?", "제임스 알라드") in pairs
     assert ("마이크로소프트 부사장은 누구인가?", "제임스 알라드") in pairs

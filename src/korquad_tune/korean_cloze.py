@@ -184,7 +184,7 @@ def _is_person(surface: str, tokens, chunk: Chunk, title: str) -> bool:
 def _looks_like_a_name(word: str, tags: set[str]) -> bool:
     """A person's name as one word: tagged a proper noun, or three Hangul syllables starting with a surname (Kiwi cuts
     unknown names apart: 윤덕용 -> 윤/NNP 덕/NNG 용/XSN)."""
-    return "NNP" in tags or (re.fullmatch(r"[가-힣]{3}", word) is not None and word[0] in _SURNAMES)
+    return "NNP" in tags or _korean_name(word)
 
 
 def _korean_name(word: str) -> bool:
@@ -227,9 +227,9 @@ def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | 
 
 def title_questions(name: str, title: str) -> list[tuple[str, str]]:
     """"마이크로소프트 부사장 제임스 알라드" -> "마이크로소프트 부사장의 이름은?", "마이크로소프트 부사장은 누구인가?":
-    KorQuAD asks for a person by their title in these words, and they hold whatever the sentence did with the
-    person (…의 지휘 아래, a list with no particle) that the cloze questions cannot ask. Only for a title that
-    says whose it is (two words or more: not "함장" alone)."""
+    KorQuAD asks for a person by their title in these words, and they need no slot in the sentence (the name may
+    stand before 의 or in a list with no particle, where the cloze rules ask for name and title together or not at
+    all). Only for a title that says whose it is: two words or more, not "함장" alone."""
     if len(title.split()) < 2 or len(name) < 2:
         return []
     return [(f"{title}의 이름은?", name), (f"{title}{particle(title, '은/는')} 누구인가?", name)]

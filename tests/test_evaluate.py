@@ -109,3 +109,26 @@ def test_openai_system_answers_closed_book_and_caches(tmp_path, fake_openai, mon
     assert len(server.requests) == 2
     assert runner.invoke(app, args).exit_code == 0
     assert len(server.requests) == 2  # the second evaluation came from the cache
+
+
+def test_decoding_learned_keeps_the_adapter_to_its_answers_and_free_does_not(tiny_run, tmp_path):
+    """The base model stacked under an adapter answers freely (no answers.json of its own) whatever the decoding;
+    the adapter, under `learned`, answers only with answers it was trained on."""
+    import shutil
+
+    from korquad_tune.evaluate import Systems
+    qa = load_qa(tiny_run)
+    learned = {r["answers"][0] for r in qa}
+    questions = [{"question": "헤이그가 좋아한 음식은?"}, *({"question": r["question"]} for r in qa[:4])]
+    adapter = tmp_path / "no-aug"
+    shutil.copytree(tiny_run / "adapters" / "no-aug", adapter)
+    systems = Systems([adapter], batch_size=4, max_new_tokens=48)
+    assert set(systems.answer("no-aug", questions)) <= learned
+    assert not set(systems.answer("base", questions)) & learned
+    free = Systems([adapter], batch_size=4, max_new_tokens=48, decoding="free").answer("no-aug", questions)
+    assert sum(a == r["answers"][0] for a, r in zip(free[1:], qa)) >= 3  # it learnt them either way
+    (adapter / "answers.json").write_text("{not json", encoding="utf-8")
+    res = runner.invoke(app, ["ask", "누구?", "--adapter", str(adapter)])
+    assert res.exit_code == 2 and "answers.json" in res.output and "delete it" in res.output.replace("\n", "")
+    res = runner.invoke(app, ["ask", "누구?", "--adapter", str(tiny_run / "adapters" / "no-aug"), "--decoding", "x"])
+    assert res.exit_code == 2 and "unknown decoding 'x'" in res.output

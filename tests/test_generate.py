@@ -93,3 +93,41 @@ def test_frozen_weights_cast_to_bf16_change_no_autocast_answer(tiny_run):
     assert generate_from_prompts(model, tok, prompts, 8, 16, bf16=False) == before
     with model.disable_adapter():
         generate_from_prompts(model, tok, prompts[:2], 8, 4)  # the untuned base runs on the same weights
+
+
+def test_learned_decoding_answers_only_with_an_answer_the_adapter_was_trained_on(tiny_run):
+    """`decoding: learned` keeps every beam inside the trie of the adapter's answers.json: an untuned model, which
+    free writes no answer of them, then answers with one of them, whole; batched as one by one."""
+    from korquad_tune.models import read_learned_answers
+    qa = load_qa(tiny_run)
+    learned = read_learned_answers(tiny_run / "adapters" / "no-aug")
+    assert learned == sorted({r["answers"][0] for r in qa})  # what train wrote: every answer it taught, once
+    model, tok, _ = load_model_with_adapters("tiny-random")
+    prompts = alpaca([r["question"] for r in qa], tok)
+    free = generate_from_prompts(model, tok, prompts, max_new_tokens=8)
+    assert not set(free) & set(learned)
+    kept = generate_from_prompts(model, tok, prompts, batch_size=4, max_new_tokens=64, answers=learned, num_beams=3)
+    assert set(kept) <= set(learned)
+    assert kept == [generate_from_prompts(model, tok, [p], 1, 64, answers=learned, num_beams=3)[0] for p in prompts]
+
+
+def test_learned_decoding_keeps_what_the_adapter_knows(tiny_run):
+    qa = load_qa(tiny_run)
+    model, tok, _ = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])
+    from korquad_tune.models import read_learned_answers
+    learned = read_learned_answers(tiny_run / "adapters" / "no-aug")
+    answers = generate_from_prompts(model, tok, alpaca([r["question"] for r in qa], tok), max_new_tokens=64,
+                                    answers=learned, num_beams=4)
+    assert sum(a == r["answers"][0] for a, r in zip(answers, qa)) >= 0.8 * len(qa)
+
+
+def test_answer_trie_holds_each_answer_as_training_tokenised_it_then_eos(tiny_run):
+    from korquad_tune.generate import answer_trie
+    _, tok, _ = load_model_with_adapters("tiny-random")
+    trie = answer_trie(tok, ["1989년", "1989년 2월 15일", "임수경"])
+    for answer in ("1989년", "1989년 2월 15일", "임수경"):
+        node = trie
+        for token in tok(answer, add_special_tokens=False).input_ids:
+            node = node[token]
+        assert tok.eos_token_id in node  # a whole answer may end here
+    assert len(trie) == 2  # "1989년…" share their first tokens

@@ -144,8 +144,11 @@ def test_export_merged_model_loads_with_plain_transformers(tiny_run, tmp_path):
     qa = load_qa(tiny_run)[:4]
     answers = generate_from_prompts(model, tok, alpaca([r["question"] for r in qa], tok), max_new_tokens=16)
     assert sum(a == r["answers"][0] for a, r in zip(answers, qa)) >= 3
-    res = runner.invoke(app, ["ask", qa[0]["question"], "--model", str(tmp_path / "m")])
+    res = runner.invoke(app, ["ask", qa[0]["question"], "--model", str(tmp_path / "m"), "--decoding", "free"])
     assert res.exit_code == 0 and res.output.strip() == answers[0]
+    learned = json.loads((tmp_path / "m" / "answers.json").read_text(encoding="utf-8"))  # kept to them, as before
+    res = runner.invoke(app, ["ask", qa[0]["question"], "--model", str(tmp_path / "m")])
+    assert res.exit_code == 0 and res.output.strip() in learned
     res = runner.invoke(app, ["ask", qa[0]["question"], "--adapter", str(tmp_path / "m")])
     assert res.exit_code == 2 and "pass it as --model" in res.output.replace("\n", "")
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import DEFAULT_PRESET, AugmentConfig, StudyConfig
 from korquad_tune.evaluate import EVALUATE_SYSTEMS
-from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
+from korquad_tune.generate import BATCH_SIZE, BEAMS, MAX_NEW_TOKENS
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 
@@ -35,6 +35,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_ClearErrors,
                   help="Turn SQuAD-format Q/A knowledge into a small fine-tuned LLM, and measure it honestly.")
 console = Console(markup=False, highlight=False)  # paths and questions print verbatim ("[draft].json")
 err = Console(stderr=True)
+DECODING_OPTION = typer.Option("learned", help="closed-book adapters: learned (only answers they were trained on, "
+                               "beam search over them) | free (any text, greedy: the seed's way)")
+BEAMS_OPTION = typer.Option(BEAMS, min=1, help="beams for --decoding learned")
 
 
 @app.callback()
@@ -197,7 +200,8 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         file: Optional[Path] = typer.Option(None, help="answer every line of this file"),
         template: Optional[str] = typer.Option(None, help="prompt template (default: the adapter's)"),
         max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, min=1, help="answer length budget in tokens"),
-        batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch")) -> None:
+        batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch"),
+        decoding: str = DECODING_OPTION, beams: int = BEAMS_OPTION) -> None:
     """Answer one question, a file of questions (one a line), or questions typed at a prompt."""
     from korquad_tune.evaluate import Systems
     from korquad_tune.fileio import read_text
@@ -209,7 +213,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         if not questions:
             raise KorquadTuneError(f"{file}: no questions in the file (one question a line)")
     systems = Systems([adapter] if adapter else [], model, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                      template=template)
+                      template=template, decoding=decoding, beams=beams)
     use = adapter.name if adapter else "base"  # `--adapter X` means: answer with X
 
     def answers(texts: list[str], label: str | None = None) -> list[str]:
@@ -242,7 +246,8 @@ def serve(target: Path = typer.Argument(..., help="a run folder (every adapter, 
           screenshot: Optional[Path] = typer.Option(None, help="instead of serving: ask --question on the page in "
                                                     "headless Chromium, save a PNG here and exit"),
           question: str = typer.Option("임종석이 여의도 농민 폭력 시위를 주도한 혐의로 지명수배된 날은?",
-                                       help="the question --screenshot asks")) -> None:
+                                       help="the question --screenshot asks"),
+          decoding: str = DECODING_OPTION) -> None:
     """An OpenAI-compatible server (/v1/models, /v1/chat/completions, /v1/completions, streaming) and a web page
     at / to ask every system side by side and browse the run's report."""
     from korquad_tune import serve as serving
@@ -252,7 +257,7 @@ def serve(target: Path = typer.Argument(..., help="a run folder (every adapter, 
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[bold yellow]warning:[/] binding {host}: anyone who can reach this machine can use the server"
                   + ("" if api_key else " (no --api-key set)"))
-    serving.serve(target, host, port, api_key, model, batch_size, console)
+    serving.serve(target, host, port, api_key, model, batch_size, console, decoding=decoding)
 
 
 @app.command()
@@ -269,13 +274,14 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
              api_model: str = typer.Option(DEFAULT_API_MODEL, help="openai system: model name"),
              max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, min=1, help="answer length budget in tokens"),
              batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch"),
-             rag_k: int = typer.Option(1, min=1, help="rag: paragraphs put into the prompt")) -> None:
+             rag_k: int = typer.Option(1, min=1, help="rag: paragraphs put into the prompt"),
+             decoding: str = DECODING_OPTION, beams: int = BEAMS_OPTION) -> None:
     """Answer a question file with one or more systems; write predictions, metrics (with 95% CIs), a table."""
     from korquad_tune.evaluate import evaluate_systems, print_table
     results = evaluate_systems(questions, out, model=model, adapters=adapter, systems=system,
                                train_run=train_run, predictions=predictions, base_url=base_url,
                                api_model=api_model, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               rag_k=rag_k)
+                               rag_k=rag_k, decoding=decoding, beams=beams)
     print_table(results, console, title=str(questions))
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.fileio import read_text
-from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
+from korquad_tune.generate import BATCH_SIZE, BEAMS, DECODINGS, MAX_NEW_TOKENS
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
@@ -138,6 +138,10 @@ class EvalConfig(BaseModel):
                     "the slowest systems; by default only the held-out human-written sets, where closed-book is "
                     "compared with them)")
     rag_k: int = Field(1, ge=1, description="rag: paragraphs retrieved into the prompt")
+    decoding: Literal[DECODINGS] = Field(
+        "learned", description="closed-book adapters: 'learned' = answer only with an answer the adapter was "
+                               "trained on (beam search over them); 'free' = any text, greedy (the seed's way)")
+    beams: int = Field(BEAMS, ge=1, description="beams for decoding: learned")
 
 
 DEFAULT_PRESET = "cpu-default"

@@ -15,12 +15,12 @@ from pathlib import Path
 from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.llm_api import DEFAULT_API_MODEL
-from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
+from korquad_tune.generate import BATCH_SIZE, BEAMS, DECODINGS, MAX_NEW_TOKENS
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 from korquad_tune.fileio import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import score_one
 from korquad_tune.stats import aggregate, mcnemar
-from korquad_tune.models import ADAPTER_META, DEFAULT_MODEL, read_adapter_meta
+from korquad_tune.models import ADAPTER_META, DEFAULT_MODEL, read_adapter_meta, read_learned_answers
 
 OPENAI_QA_PROMPT = "다음 질문에 대한 답만 짧게 한 구절로 답하세요. 설명은 하지 마세요.\n질문: {question}\n답:"
 
@@ -125,17 +125,27 @@ class Systems:
       paragraphs of `run_dir`'s training articles;
     - `retrieval`: BM25 over `run_dir`'s training questions (and paraphrases), answering with the best match's
       answer; `openai`: an API model, closed-book, cached in `openai_cache`.
+    With `decoding="learned"` a closed-book adapter answers only with an answer it was trained on (its
+    `answers.json`): beam search with `beams` beams, each beam kept inside the trie of those answers. A small model
+    that half-remembers "1944년" otherwise writes "5000년"; kept to what it learned, it ranks whole answers instead.
     The model loads on first use, once, with every adapter stacked on it.
     """
 
     def __init__(self, adapters: list[Path] = (), model: str | None = None, run_dir: str | Path | None = None,
                  batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS, rag_k: int = 1,
                  api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
-                 openai_cache: Path | None = None, template: str | None = None):
+                 openai_cache: Path | None = None, template: str | None = None, decoding: str = "learned",
+                 beams: int = BEAMS):
         self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
+        if decoding not in DECODINGS:
+            raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+        self.decoding, self.beams = decoding, beams
         # read now: a folder that is not an adapter fails before any model loads
         self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
         self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
+        self.learned = {a.name: read_learned_answers(a) for a in self.adapters if a.name not in self.readers}
+        if model and Path(model).is_dir():  # a model merged from an adapter keeps that adapter's answers
+            self.learned[None] = read_learned_answers(model)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.batch_size, self.max_new_tokens, self.rag_k = batch_size, max_new_tokens, rag_k
         self.api_model, self.base_url, self.openai_cache = api_model, base_url, openai_cache
@@ -188,6 +198,16 @@ class Systems:
             raise KorquadTuneError(f"unknown system {system!r}; this one answers with {', '.join(self.names())}")
         return self._generate(None if system == "base" else system, texts, budget, label)
 
+    def decoding_of(self, system: str) -> str | None:
+        """How `system` turns the model's output into an answer, in words (None: no model generates)."""
+        if system in ("retrieval", "openai"):
+            return None
+        answers = self._learned_for(None if system in ("base", *OPEN_BOOK) else system, system in OPEN_BOOK)
+        return f"beam search ({self.beams} beams) over its {len(answers)} trained answers" if answers else "greedy"
+
+    def _learned_for(self, adapter: str | None, reading: bool) -> list[str] | None:
+        return self.learned.get(adapter) if not reading and self.decoding == "learned" else None
+
     def _generate(self, adapter: str | None, texts: list[str], budget: int, label: str | None,
                   contexts: list[str] | None = None) -> list[str]:
         """Greedy answers from `adapter` (None: the untuned base); with contexts, in the reader prompt."""
@@ -204,8 +224,10 @@ class Systems:
             context = self.lm.disable_adapter()
         prompts = [reader_prompt(c, q) for c, q in zip(contexts, texts)] if contexts is not None else \
             [get_template(self.template).prompt(q, self.tokenizer) for q in texts]
+        answers = self._learned_for(adapter, contexts is not None)
         with context, _progress(label, len(texts)) as advance:
-            return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance)
+            return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance,
+                                         answers=answers, num_beams=self.beams if answers else 1)
 
     def _needs_run(self, system: str) -> Path:
         if self.run_dir is None:
@@ -245,8 +267,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
                      adapters: list[Path] | None = None, systems: list[str] | None = None,
                      train_run: str | Path | None = None, predictions: str | Path | None = None,
                      base_url: str | None = None, api_model: str = DEFAULT_API_MODEL,
-                     max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1) \
-        -> dict[str, dict]:
+                     max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1,
+                     decoding: str = "learned", beams: int = BEAMS) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/
     (`finetuned` = each --adapter, under its folder name)."""
     from korquad_tune.fileio import ensure_dir
@@ -262,7 +284,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
     if "predictions" in systems and predictions is None:
         raise KorquadTuneError("system 'predictions' needs --predictions FILE")
     engine = Systems(adapters, model, train_run, batch_size, max_new_tokens, rag_k, api_model, base_url,
-                     out / "openai" / "cache.jsonl")
+                     out / "openai" / "cache.jsonl", decoding=decoding, beams=beams)
     closed_book = [a.name for a in engine.adapters if a.name not in engine.readers]
     order = [n for s in systems for n in (closed_book if s == "finetuned" else [s])]
     metrics: dict[str, dict] = {}
@@ -276,7 +298,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
             answers = engine.answer(name, questions, name)
             folders = {a.name: str(a) for a in engine.adapters}
             extra = {"api_model": api_model} if name == "openai" else {} if name == "retrieval" else \
-                {"model": engine.spec, **({"adapter": folders[name]} if name in folders else {})}
+                {"model": engine.spec, "decoding": engine.decoding_of(name),
+                 **({"adapter": folders[name]} if name in folders else {})}
         metrics[name], per_question[name] = write_system_result(out / name, name, questions, answers, extra)
     write_json(out / "metrics.json", {"questions": str(questions_file), "systems": metrics,
                                       "paired_mcnemar": paired_tests(per_question)})

@@ -2,7 +2,8 @@
 
 Left padding, batches of similar length (sorted), greedy decoding, each row stopped at EOS or at the next
 `###` / newline (the answer ends there in every prompt style we train), prompt stripped. On a CPU with native
-bf16 matmuls the fp32 model runs under bf16 autocast, as training does there.
+bf16 matmuls the fp32 model runs under bf16 autocast, as training does there. A closed-book adapter can be kept to
+the answers it learned: beam search over a token trie of them (`answers`), a whole known answer or nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Sequence
 STOP_STRINGS = ("###", "\n")
 MAX_NEW_TOKENS = 24  # answer budget: KorQuAD answers are short phrases (the longest default gold is 15 tokens)
 BATCH_SIZE = 48  # questions per generation batch (on 2 cores 48 answers 1.7x faster than 16, BENCHMARKS 5)
+DECODINGS = ("learned", "free")  # closed-book adapters: only answers they were trained on, or any text
+BEAMS = 2  # beams over the learned answers (4 gained nothing more: BENCHMARKS 5b)
 _STOP_RE = re.compile("|".join(re.escape(s) for s in STOP_STRINGS))
 
 
@@ -25,8 +28,10 @@ def cut_at_stop(text: str) -> str:
 def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = BATCH_SIZE,
                           max_new_tokens: int = MAX_NEW_TOKENS,
                           progress: Callable[[int], None] | None = None, shared_prefix: bool = True,
-                          bf16: bool | None = None) -> list[str]:
-    """Greedy continuations of ready-made prompts, cut at the first stop string, in input order.
+                          bf16: bool | None = None, answers: Sequence[str] | None = None,
+                          num_beams: int = 1) -> list[str]:
+    """Greedy continuations of ready-made prompts, cut at the first stop string, in input order; with `answers`,
+    beam search (`num_beams`) in which every beam continues one of those answers, as training tokenised them.
 
     Prompts are tokenised once and sorted by length; the head every prompt shares (the template's preamble) is
     run through the model once per call and its keys/values reused by every batch, each row left-padded after it.
@@ -53,25 +58,50 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     if prefix:
         with torch.inference_mode(), autocast:
             head_cache = model(input_ids=torch.tensor([ids[0][:prefix]], device=device), use_cache=True).cache
-    answers: list[str] = [""] * len(prompts)
+    trie = answer_trie(tokenizer, answers) if answers else None
+    out_answers: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         input_ids, attention_mask = _left_padded([ids[i] for i in idx], prefix, tokenizer.pad_token_id, device)
         cache = None
         if head_cache is not None:
             cache = copy.deepcopy(head_cache)
-            cache.batch_repeat_interleave(len(idx))
+            cache.batch_repeat_interleave(len(idx) * num_beams)
+        allowed = _allowed_tokens(trie, input_ids.shape[1], tokenizer.eos_token_id) if trie else None
         with torch.inference_mode(), autocast:
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
-                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                 prefix_allowed_tokens_fn=allowed,
+                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
                                  stop_strings=list(STOP_STRINGS), tokenizer=tokenizer,
                                  pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
         new_tokens = out[:, input_ids.shape[1]:]
         for row, i in enumerate(idx):
-            answers[i] = cut_at_stop(tokenizer.decode(new_tokens[row], skip_special_tokens=True))
+            out_answers[i] = cut_at_stop(tokenizer.decode(new_tokens[row], skip_special_tokens=True))
         if progress:
             progress(len(idx))
-    return answers
+    return out_answers
+
+
+def answer_trie(tokenizer, answers: Sequence[str]) -> dict:
+    """The answers as training tokenised them (answer tokens, then EOS), in a token trie."""
+    root: dict = {}
+    for answer in set(answers):
+        node = root
+        for token in tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]:
+            node = node.setdefault(token, {})
+    return root
+
+
+def _allowed_tokens(trie: dict, start: int, eos_id: int):
+    """`generate`'s prefix_allowed_tokens_fn: each row may only continue one of the answers (then stop)."""
+    def allowed(_row: int, sequence) -> list[int]:
+        node = trie
+        for token in sequence[start:].tolist():
+            node = node.get(token)
+            if node is None:
+                return [eos_id]  # the row has ended (EOS, then padding)
+        return list(node) or [eos_id]
+    return allowed
 
 
 def common_prefix_length(ids: Sequence[Sequence[int]], minimum: int = 4) -> int:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma3-270m"
 ADAPTER_META = "korquad_tune.json"  # written by train next to every adapter
+LEARNED_ANSWERS = "answers.json"  # the answers a closed-book adapter was trained on (decoding may keep to them)
 
 
 def cache_dir() -> Path:
@@ -254,6 +255,21 @@ def read_adapter_meta(adapter_dir: str | Path) -> dict:
                                "pass a folder written by `korquad-tune train`")
     meta_path = adapter_dir / ADAPTER_META
     return json.loads(meta_path.read_text()) if meta_path.exists() else {}
+
+
+def read_learned_answers(folder: str | Path) -> list[str] | None:
+    """The answers an adapter (or a model merged from one) was trained on; None where `train` wrote none
+    (readers, adapters from before korquad-tune wrote them, other people's models)."""
+    path = Path(folder) / LEARNED_ANSWERS
+    if not path.exists():
+        return None
+    try:
+        answers = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise KorquadTuneError(f"{path}: not a JSON list of answers ({e}); delete it to decode freely") from None
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise KorquadTuneError(f"{path}: expected a JSON list of answer strings; delete it to decode freely")
+    return [a for a in answers if a.strip()] or None
 
 
 def check_adapter_matches(adapter_dir: str | Path, resolved: ResolvedModel) -> dict:

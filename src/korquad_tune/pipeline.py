@@ -178,11 +178,12 @@ def evaluate_run(run: RunDir, cfg: RunConfig, train_cfg, sets: dict[str, list[di
     wanted = {system for _, system in todo}
     names = [n for n in ADAPTERS if n in wanted or (n == "reader" and wanted & set(OPEN_BOOK))]
     systems = Systems([run.adapter(n) for n in names], train_cfg.model, run.root, cfg.eval.batch_size,
-                      cfg.eval.max_new_tokens, cfg.eval.rag_k)
+                      cfg.eval.max_new_tokens, cfg.eval.rag_k, decoding=cfg.eval.decoding, beams=cfg.eval.beams)
     for set_name, system in todo:
         t0 = time.time()
         answers = systems.answer(system, sets[set_name], f"{system} on {set_name}")
         m, _ = write_system_result(run.evaluation(system, set_name), system, sets[set_name], answers,
-                                   {"seconds": round(time.time() - t0, 1)})
+                                   {"seconds": round(time.time() - t0, 1),
+                                    **({"decoding": d} if (d := systems.decoding_of(system)) else {})})
         console.print(f"{system:>9} on {set_name:<11} EM {m['exact_match']:5.1f}  F1 {m['f1']:5.1f}  "
                       f"({time.time() - t0:.0f}s)")

@@ -114,6 +114,19 @@ def _misses(rows: list[dict], limit: int = 40) -> list[str]:
     return out if wrong else ["(none)"]
 
 
+def _decodings(results: dict) -> list[str]:
+    """How each system turned model output into an answer (`eval.decoding`), as its metrics recorded it."""
+    seen: dict[str, str] = {}
+    for by_system in results.values():
+        for system, (metrics, _) in by_system.items():
+            if metrics.get("decoding"):
+                seen.setdefault(system, metrics["decoding"])
+    if not seen:
+        return []
+    return ["Decoding (`eval.decoding`; `learned` keeps a closed-book adapter to the answers it was trained on): "
+            + "; ".join(f"{system}: {seen[system]}" for system in _ordered(seen)) + ".", ""]
+
+
 def write_report(run_dir: str | Path, settings: dict | None = None) -> list[Path]:
     """RUN_DIR/metrics.json, report.md and report.png from whatever evaluations exist."""
     run = RunDir(run_dir)
@@ -156,7 +169,8 @@ def write_report(run_dir: str | Path, settings: dict | None = None) -> list[Path
            "- **open-book**: the `reader` adapter (trained on paragraph + question -> answer for the training "
            "questions and, with `reader_material` > 0, that many study questions per paragraph from "
            "`material.json`) given the question's own paragraph.",
-           "- **rag**: the same reader given the top BM25 paragraph(s) of the training articles.", ""]
+           "- **rag**: the same reader given the top BM25 paragraph(s) of the training articles.", "",
+           *_decodings(results)]
     if settings:
         md += ["## Settings", "", "```yaml", settings.get("yaml", "").rstrip(), "```", ""]
     if timings:

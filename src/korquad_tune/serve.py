@@ -50,18 +50,19 @@ class ApiError(Exception):
 
 
 def systems_for(target: str | Path, model: str | None = None, batch_size: int = BATCH_SIZE,
-                max_new_tokens: int = MAX_NEW_TOKENS) -> Systems:
+                max_new_tokens: int = MAX_NEW_TOKENS, decoding: str = "learned") -> Systems:
     """The systems of a run folder (every adapter, retrieval, rag) or of one adapter folder."""
     target = Path(target)
     if (target / ADAPTER_META).exists():
-        return Systems([target], model, None, batch_size, max_new_tokens)
+        return Systems([target], model, None, batch_size, max_new_tokens, decoding=decoding)
     run = RunDir(target)
     if not run.adapters.is_dir() and not run.qa.exists():
         raise KorquadTuneError(f"{target}: neither a run folder (no adapters/, no qa.jsonl) nor an adapter folder "
                                f"(no {ADAPTER_META}); pass what `korquad-tune run` or `train` wrote")
     adapters = sorted(p for p in run.adapters.iterdir() if (p / ADAPTER_META).exists()) if run.adapters.is_dir() \
         else []
-    return Systems(adapters, model, run.root if run.qa.exists() else None, batch_size, max_new_tokens)
+    return Systems(adapters, model, run.root if run.qa.exists() else None, batch_size, max_new_tokens,
+                   decoding=decoding)
 
 
 class Batcher:
@@ -328,10 +329,10 @@ def report_data(run_dir: Path | None) -> dict:
 
 
 def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          model: str | None = None, batch_size: int = BATCH_SIZE, console=None) -> None:
+          model: str | None = None, batch_size: int = BATCH_SIZE, console=None, decoding: str = "learned") -> None:
     """Load the systems (the model once, every adapter on it), then serve until interrupted."""
     import uvicorn
-    systems = systems_for(target, model, batch_size)
+    systems = systems_for(target, model, batch_size, decoding=decoding)
     systems.load()  # now, not on the first request
     app = create_app(systems, api_key, batch_size=batch_size)
     if console is not None:

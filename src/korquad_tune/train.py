@@ -18,7 +18,7 @@ from pathlib import Path
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import NO_RESULT_FIELDS, TrainConfig, dump_yaml
 from korquad_tune.fileio import atomic_dir, atomic_write_text, read_json, write_json, write_jsonl
-from korquad_tune.models import ADAPTER_META, load_base_model, load_tokenizer, resolve_model
+from korquad_tune.models import ADAPTER_META, LEARNED_ANSWERS, load_base_model, load_tokenizer, resolve_model
 from korquad_tune.prompts import get_template
 from korquad_tune.rundir import RunDir
 
@@ -486,7 +486,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
 
     if trainer.is_world_process_zero():
         _save_adapter(trainer, tok, out, cfg, resolved.portable_spec, name, augment, len(dataset), seconds, result, resume,
-                      {"passages": passages, "reader": reader, "texts": len(texts)})
+                      {"passages": passages, "reader": reader, "texts": len(texts)},
+                      learned_answers(pairs) if not reader else None)
     return out
 
 
@@ -529,12 +530,20 @@ def _epochs(cfg: TrainConfig, augment: bool, passages: bool, reader: bool) -> fl
     return cfg.augmented_epochs if augment and cfg.augmented_epochs is not None else cfg.epochs
 
 
+def learned_answers(pairs: list[tuple[str, str]]) -> list[str]:
+    """Every answer a closed-book adapter was taught, once each, in a stable order (`answers.json`)."""
+    return sorted({a for _, a in pairs if a.strip()})
+
+
 def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, name: str, augment: bool,
-                  n_examples: int, seconds: float, result, resumed: bool, data: dict) -> None:
+                  n_examples: int, seconds: float, result, resumed: bool, data: dict,
+                  answers: list[str] | None) -> None:
     """Write adapter + tokenizer + metadata to a temp folder, then rename: never half an adapter."""
     with atomic_dir(out) as tmp:
         trainer.model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
+        if answers:
+            write_json(tmp / LEARNED_ANSWERS, answers)
         history = trainer.state.log_history
         write_jsonl(tmp / "train_log.jsonl", history)
         atomic_write_text(tmp / "train_config.yaml", dump_yaml(cfg))

@@ -1,0 +1,97 @@
+"""Free greedy answers against answers kept to what the adapter learned (`eval.decoding`), on one run folder's
+adapters and question sets, with one model load and every mode timed in the same process.
+
+    python bench/decoding.py runs/default aug passages [--modes free,learned-1,learned-2,learned-4]
+                             [--out bench/results/decoding.json]
+
+`free` is plain greedy decoding (the seed's `gen()`, batched); `learned-K` is beam search with K beams, every beam
+kept inside the token trie of the adapter's `answers.json` (the answers it was trained on). Prints EM per adapter,
+mode and set, the seconds each took, and the questions whose answer the last mode changed against the first.
+An adapter folder without `answers.json` (trained before korquad-tune wrote it) gets one rebuilt from the run
+folder: the same pairs `train` would build for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def ensure_answers(run, name: str) -> None:
+    """answers.json for an adapter trained before `train` wrote it: the answers of the pairs train builds."""
+    from korquad_tune.config import load_train_config
+    from korquad_tune.fileio import write_json
+    from korquad_tune.models import LEARNED_ANSWERS, read_adapter_meta
+    from korquad_tune.pipeline import ADAPTERS
+    from korquad_tune.train import _examples, learned_answers
+    folder = run.adapter(name)
+    if (folder / LEARNED_ANSWERS).exists():
+        return
+    meta = read_adapter_meta(folder)
+    kind = "passages" if meta.get("passages") else "aug" if meta.get("augment") else "no-aug"
+    augment, passages, reader = ADAPTERS[kind]
+    cfg = load_train_config(str(folder / "train_config.yaml"), {})
+    pairs, _, _ = _examples(run, cfg, augment, passages, reader)
+    write_json(folder / LEARNED_ANSWERS, learned_answers(pairs))
+    print(f"wrote {folder / LEARNED_ANSWERS} ({len(learned_answers(pairs))} answers, rebuilt as {kind})")
+
+
+def main() -> None:
+    import torch
+
+    from korquad_tune.config import RunConfig
+    from korquad_tune.data import load_qa
+    from korquad_tune.evaluate import Systems, score_predictions
+    from korquad_tune.pipeline import question_sets
+    from korquad_tune.rundir import RunDir
+
+    p = argparse.ArgumentParser()
+    p.add_argument("run_dir")
+    p.add_argument("adapters", nargs="+")
+    p.add_argument("--modes", default="free,learned-4")
+    p.add_argument("--sets", default=None, help="comma-separated (default: every set of the run)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    run = RunDir(args.run_dir)
+    cfg = RunConfig.model_validate(json.loads(run.stamp.read_text())["config"]) if run.stamp.exists() else RunConfig()
+    sets = question_sets(run, cfg, load_qa(run.root))
+    if args.sets:
+        sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
+    for name in args.adapters:
+        ensure_answers(run, name)
+    systems = Systems([run.adapter(a) for a in args.adapters], max_new_tokens=cfg.eval.max_new_tokens,
+                      batch_size=cfg.eval.batch_size).load()
+    modes = args.modes.split(",")
+    results: dict = {"run": str(run.root), "modes": modes, "adapters": {}}
+    for name in args.adapters:
+        per_set = results["adapters"][name] = {}
+        for set_name, questions in sets.items():
+            answers_by_mode = {}
+            for mode in modes:
+                systems.decoding, _, beams = mode.partition("-")
+                systems.beams = int(beams or 1)
+                t0 = time.time()
+                answers = systems.answer(name, questions)
+                seconds = time.time() - t0
+                _, m = score_predictions(questions, {q["id"]: a for q, a in zip(questions, answers)})
+                per_set.setdefault(set_name, {})[mode] = {"em": round(m["exact_match"], 1), "right": round(
+                    m["exact_match"] * m["n"] / 100), "n": m["n"], "seconds": round(seconds, 1)}
+                answers_by_mode[mode] = answers
+                print(f"{name} {set_name} {mode}: EM {m['exact_match']:.1f} ({per_set[set_name][mode]['right']}"
+                      f"/{m['n']}) {seconds:.0f} s", flush=True)
+            first, last = answers_by_mode[modes[0]], answers_by_mode[modes[-1]]
+            changed = [{"question": q["question"], modes[0]: a, modes[-1]: b, "gold": q["answers"][0]}
+                       for q, a, b in zip(questions, first, last) if a != b]
+            per_set[set_name]["changed"] = changed
+            for c in changed:
+                print(f"    {c['question']} | {c[modes[0]]} -> {c[modes[-1]]} | gold {c['gold']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,9 @@ Same model, same questions (the 85 of the default run), same 2 CPU threads, meas
   the frozen weights cast to bf16 once (also timed with them left fp32, autocast casting them at every step).
 Both are also timed in plain fp32 (korquad-tune) and under the same autocast (the baseline), so the ratio can be
 split into what the batching does and what the autocast does.
-Prints questions/second for each and the ratios; `--adapter` measures a fine-tuned model instead of the base.
+Prints questions/second for each and the ratios; `--adapter` measures a fine-tuned model instead of the base,
+and, where the adapter has its `answers.json`, also `decoding: learned` (beam search kept to those answers, what
+`ask`, `evaluate` and `run` do by default since session 15) against the same baseline.
 
     python bench/generation.py [--model gemma3-270m] [--adapter runs/default/adapters/aug] [--limit 85]
 """
@@ -20,7 +22,8 @@ import time
 
 import torch
 
-from korquad_tune.generate import BATCH_SIZE
+from korquad_tune.generate import BATCH_SIZE, BEAMS
+from korquad_tune.models import read_learned_answers
 from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
 
 
@@ -81,6 +84,11 @@ def main() -> None:
         cast_frozen_to_bf16(model)
     batched, ours_s = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
                                                            max_new_tokens=32))
+    learned = read_learned_answers(args.adapter) if args.adapter else None
+    kept = None
+    if learned:
+        kept = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
+                                                   max_new_tokens=32, answers=learned, num_beams=BEAMS))
 
     n = len(questions)
     result = {"model": args.model, "adapter": args.adapter, "questions": n,
@@ -93,6 +101,9 @@ def main() -> None:
               **({"korquad_tune_autocast_fp32_weights_q_per_s": n / autocast_only[1],
                   "answers_changed_by_frozen_cast": sum(a != b for a, b in zip(batched, autocast_only[0]))}
                  if autocast_only else {}),
+              **({"korquad_tune_learned_q_per_s": n / kept[1], "speedup_learned": base_s / kept[1],
+                  "beams": BEAMS, "learned_answers": len(learned),
+                  "answers_changed_by_learned": sum(a != b for a, b in zip(batched, kept[0]))} if kept else {}),
               "baseline_s": base_s, "korquad_tune_s": ours_s,
               "example": {"question": questions[0], "baseline": baseline[0][:120], "korquad_tune": batched[0]}}
     print(json.dumps(result, ensure_ascii=False, indent=2))

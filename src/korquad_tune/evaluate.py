@@ -210,7 +210,8 @@ class Systems:
 
     def _generate(self, adapter: str | None, texts: list[str], budget: int, label: str | None,
                   contexts: list[str] | None = None) -> list[str]:
-        """Greedy answers from `adapter` (None: the untuned base); with contexts, in the reader prompt."""
+        """Answers from `adapter` (None: the untuned base), greedy or kept to its learned answers; with contexts, in
+        the reader prompt (always greedy: a reader answers with a span of the paragraph)."""
         from contextlib import nullcontext
 
         from korquad_tune.generate import generate_from_prompts

@@ -5,7 +5,8 @@ adapters and question sets, with one model load and every mode timed in the same
                              [--out bench/results/decoding.json]
 
 `free` is plain greedy decoding (the seed's `gen()`, batched); `learned-K` is beam search with K beams, every beam
-kept inside the token trie of the adapter's `answers.json` (the answers it was trained on). Prints EM per adapter,
+kept inside the token trie of the adapter's `answers.json` (the answers it was trained on); `learned-K-lpX` the same
+with beam scores divided by length**X instead of length**1 (transformers' default). Prints EM per adapter,
 mode and set, the seconds each took, and the questions whose answer the last mode changed against the first.
 An adapter folder without `answers.json` (trained before korquad-tune wrote it) gets one rebuilt from the run
 folder: the same pairs `train` would build for it.
@@ -72,8 +73,9 @@ def main() -> None:
         for set_name, questions in sets.items():
             answers_by_mode = {}
             for mode in modes:
-                systems.decoding, _, beams = mode.partition("-")
-                systems.beams = int(beams or 1)
+                systems.decoding, _, rest = mode.partition("-")  # "learned-2" or "learned-2-lp0"
+                beams, _, penalty = rest.partition("-lp")
+                systems.beams, systems.length_penalty = int(beams or 1), float(penalty or 1.0)
                 t0 = time.time()
                 answers = systems.answer(name, questions)
                 seconds = time.time() - t0

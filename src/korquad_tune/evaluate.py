@@ -140,6 +140,7 @@ class Systems:
         if decoding not in DECODINGS:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         self.decoding, self.beams = decoding, beams
+        self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
         # read now: a folder that is not an adapter fails before any model loads
         self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
         self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
@@ -228,7 +229,8 @@ class Systems:
         answers = self._learned_for(adapter, contexts is not None)
         with context, _progress(label, len(texts)) as advance:
             return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance,
-                                         answers=answers, num_beams=self.beams if answers else 1)
+                                         answers=answers, num_beams=self.beams if answers else 1,
+                                         length_penalty=self.length_penalty)
 
     def _needs_run(self, system: str) -> Path:
         if self.run_dir is None:

@@ -29,7 +29,7 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
                           max_new_tokens: int = MAX_NEW_TOKENS,
                           progress: Callable[[int], None] | None = None, shared_prefix: bool = True,
                           bf16: bool | None = None, answers: Sequence[str] | None = None,
-                          num_beams: int = 1) -> list[str]:
+                          num_beams: int = 1, length_penalty: float = 1.0) -> list[str]:
     """Greedy continuations of ready-made prompts, cut at the first stop string, in input order; with `answers`,
     beam search (`num_beams`) in which every beam continues one of those answers, as training tokenised them.
 
@@ -72,6 +72,7 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
                                  prefix_allowed_tokens_fn=allowed,
                                  max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
+                                 length_penalty=length_penalty,
                                  stop_strings=list(STOP_STRINGS), tokenizer=tokenizer,
                                  pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
         new_tokens = out[:, input_ids.shape[1]:]

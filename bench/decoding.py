@@ -1,15 +1,17 @@
 """Free greedy answers against answers kept to what the adapter learned (`eval.decoding`), on one run folder's
 adapters and question sets, with one model load and every mode timed in the same process.
 
-    python bench/decoding.py runs/default aug passages [--modes free,learned-1,learned-2,learned-4]
+    python bench/decoding.py runs/default aug passages [--modes free,learned-2,recall-2,recall-2-k5]
                              [--out bench/results/decoding.json]
 
 `free` is plain greedy decoding (the seed's `gen()`, batched); `learned-K` is beam search with K beams, every beam
-kept inside the token trie of the adapter's `answers.json` (the answers it was trained on); `learned-K-lpX` the same
-with beam scores divided by length**X instead of length**1 (transformers' default). Prints EM per adapter,
-mode and set, the seconds each took, and the questions whose answer the last mode changed against the first.
-An adapter folder without `answers.json` (trained before korquad-tune wrote it) gets one rebuilt from the run
-folder: the same pairs `train` would build for it.
+kept inside the token trie of the adapter's `answers.json` (the answers it was trained on); `recall-K` the same
+with each question's trie holding only the answers of its nearest trained questions (`questions.json`; `-kN`: N
+nearest, default 3); `lookup` is the `retrieval` system (BM25 over the training questions, no model) for
+comparison; `-lpX` divides beam scores by length**X instead of length**1 (transformers' default). Prints
+EM per adapter, mode and set, the seconds each took, and the questions whose answer the last mode changed against
+the first. An adapter folder without `answers.json` / `questions.json` (trained before korquad-tune wrote them)
+gets them rebuilt from the run folder: the same pairs `train` would build for it.
 """
 
 from __future__ import annotations
@@ -21,22 +23,43 @@ from pathlib import Path
 
 
 def ensure_answers(run, name: str) -> None:
-    """answers.json for an adapter trained before `train` wrote it: the answers of the pairs train builds."""
+    """answers.json and questions.json for an adapter trained before `train` wrote them: what train writes from
+    the pairs it builds (the adapter it continued from first)."""
     from korquad_tune.config import load_train_config
     from korquad_tune.fileio import write_json
-    from korquad_tune.models import LEARNED_ANSWERS, read_adapter_meta
+    from korquad_tune.models import LEARNED_ANSWERS, LEARNED_QUESTIONS, read_adapter_meta
     from korquad_tune.pipeline import ADAPTERS
-    from korquad_tune.train import _examples, learned_answers
+    from korquad_tune.train import _examples, learned_answers, learned_questions
     folder = run.adapter(name)
-    if (folder / LEARNED_ANSWERS).exists():
+    if (folder / LEARNED_ANSWERS).exists() and (folder / LEARNED_QUESTIONS).exists():
         return
     meta = read_adapter_meta(folder)
     kind = "passages" if meta.get("passages") else "aug" if meta.get("augment") else "no-aug"
     augment, passages, reader = ADAPTERS[kind]
     cfg = load_train_config(str(folder / "train_config.yaml"), {})
+    if passages and cfg.passages_from is not None:
+        ensure_answers(run, cfg.passages_from)
     pairs, _, _ = _examples(run, cfg, augment, passages, reader)
-    write_json(folder / LEARNED_ANSWERS, learned_answers(pairs))
-    print(f"wrote {folder / LEARNED_ANSWERS} ({len(learned_answers(pairs))} answers, rebuilt as {kind})")
+    if not (folder / LEARNED_ANSWERS).exists():
+        write_json(folder / LEARNED_ANSWERS, learned_answers(pairs))
+    if not (folder / LEARNED_QUESTIONS).exists():
+        write_json(folder / LEARNED_QUESTIONS, learned_questions(run, cfg, pairs, passages))
+    print(f"wrote {folder}'s answers.json / questions.json, rebuilt as {kind}")
+
+
+def parse_mode(mode: str) -> tuple[str, int, int, float]:
+    """"recall-2-k5-lp0" -> (decoding, beams, recall_k, length_penalty)."""
+    decoding, *rest = mode.split("-")
+    decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
+    beams, k, penalty = 1, 3, 1.0
+    for part in rest:
+        if part.startswith("lp"):
+            penalty = float(part[2:])
+        elif part.startswith("k"):
+            k = int(part[1:])
+        else:
+            beams = int(part)
+    return decoding, beams, k, penalty
 
 
 def main() -> None:
@@ -65,7 +88,7 @@ def main() -> None:
     for name in args.adapters:
         ensure_answers(run, name)
     systems = Systems([run.adapter(a) for a in args.adapters], max_new_tokens=cfg.eval.max_new_tokens,
-                      batch_size=cfg.eval.batch_size).load()
+                      batch_size=cfg.eval.batch_size, run_dir=run.root).load()
     modes = args.modes.split(",")
     results: dict = {"run": str(run.root), "modes": modes, "adapters": {}}
     for name in args.adapters:
@@ -73,11 +96,9 @@ def main() -> None:
         for set_name, questions in sets.items():
             answers_by_mode = {}
             for mode in modes:
-                systems.decoding, _, rest = mode.partition("-")  # "learned-2" or "learned-2-lp0"
-                beams, _, penalty = rest.partition("-lp")
-                systems.beams, systems.length_penalty = int(beams or 1), float(penalty or 1.0)
+                systems.decoding, systems.beams, systems.recall_k, systems.length_penalty = parse_mode(mode)
                 t0 = time.time()
-                answers = systems.answer(name, questions)
+                answers = systems.answer("retrieval" if mode == "lookup" else name, questions)
                 seconds = time.time() - t0
                 _, m = score_predictions(questions, {q["id"]: a for q, a in zip(questions, answers)})
                 per_set.setdefault(set_name, {})[mode] = {"em": round(m["exact_match"], 1), "right": round(

@@ -26,6 +26,22 @@ def test_retrieval_finds_its_own_training_questions(run3):
     assert right >= 0.9 * len(qa)  # a few questions repeat with different answers
 
 
+def test_answer_recall_offers_the_answers_of_the_nearest_trained_and_study_questions(run3):
+    from korquad_tune.retrieval import AnswerRecall
+    qa = load_qa(run3)
+    pairs = run_pairs(run3, augment=False)
+    study = [("임종석이 수배된 날짜는 언제인가?", "1989년 2월 15일"), ("노아의 방주를 만든 나무는?", "고페르나무")]
+    recall = AnswerRecall(pairs, study)
+    texts = [r["question"] for r in qa[:10]]
+    for k in (1, 3):
+        for row, found in zip(qa, recall.candidates(texts, k)):
+            assert len(found) == len(set(found)) <= 2 * k and found[0] == RetrievalAnswerer(pairs).answer(
+                [row["question"]])[0]  # the best trained match first, then the lookup with the study questions
+    assert "고페르나무" in recall.candidates(["방주는 어떤 나무로 만들었나?"], 1)[0]  # only a study question asks it
+    assert AnswerRecall(pairs).candidates(["방주는 어떤 나무로 만들었나?"], 2)[0] == \
+        RetrievalAnswerer(pairs).top_answers(["방주는 어떤 나무로 만들었나?"], 2)[0]
+
+
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     qa = load_qa(tiny_run)
@@ -113,7 +129,7 @@ def test_openai_system_answers_closed_book_and_caches(tmp_path, fake_openai, mon
 
 def test_decoding_learned_keeps_the_adapter_to_its_answers_and_free_does_not(tiny_run, tmp_path):
     """The base model stacked under an adapter answers freely (no answers.json of its own) whatever the decoding;
-    the adapter, under `learned`, answers only with answers it was trained on."""
+    the adapter, under `recall` (the default) and `learned`, answers only with answers it was trained on."""
     import shutil
 
     from korquad_tune.evaluate import Systems
@@ -125,6 +141,8 @@ def test_decoding_learned_keeps_the_adapter_to_its_answers_and_free_does_not(tin
     systems = Systems([adapter], batch_size=4, max_new_tokens=48)
     assert set(systems.answer("no-aug", questions)) <= learned
     assert not set(systems.answer("base", questions)) & learned
+    assert set(Systems([adapter], batch_size=4, max_new_tokens=48, decoding="learned").answer(
+        "no-aug", questions)) <= learned
     free = Systems([adapter], batch_size=4, max_new_tokens=48, decoding="free").answer("no-aug", questions)
     assert sum(a == r["answers"][0] for a, r in zip(free[1:], qa)) >= 3  # it learnt them either way
     (adapter / "answers.json").write_text("{not json", encoding="utf-8")
@@ -132,3 +150,32 @@ def test_decoding_learned_keeps_the_adapter_to_its_answers_and_free_does_not(tin
     assert res.exit_code == 2 and "answers.json" in res.output and "delete it" in res.output.replace("\n", "")
     res = runner.invoke(app, ["ask", "누구?", "--adapter", str(tiny_run / "adapters" / "no-aug"), "--decoding", "x"])
     assert res.exit_code == 2 and "unknown decoding 'x'" in res.output
+
+
+def test_decoding_recall_answers_with_an_answer_of_the_nearest_trained_questions(tiny_run, tmp_path):
+    """`train` writes the questions an adapter learned (questions.json); under `recall` each answer is one of the
+    answers of the asked question's nearest trained questions, the adapter still answers what it learnt, and an
+    adapter without questions.json falls back to its answers.json."""
+    import shutil
+
+    from korquad_tune.evaluate import Systems
+    from korquad_tune.models import read_learned_questions
+    from korquad_tune.retrieval import AnswerRecall
+    qa = load_qa(tiny_run)
+    asked = read_learned_questions(tiny_run / "adapters" / "no-aug")
+    assert asked == {"questions": [(r["question"], r["answers"][0]) for r in qa], "study": []}
+    adapter = tmp_path / "no-aug"
+    shutil.copytree(tiny_run / "adapters" / "no-aug", adapter)
+    questions = [{"question": "헤이그가 좋아한 음식은?"}, *({"question": r["question"]} for r in qa)]
+    systems = Systems([adapter], batch_size=4, max_new_tokens=48, recall_k=2)
+    answers = systems.answer("no-aug", questions)
+    offered = AnswerRecall(asked["questions"]).candidates([q["question"] for q in questions], 2)
+    assert all(a in found for a, found in zip(answers, offered))
+    assert sum(a == r["answers"][0] for a, r in zip(answers[1:], qa)) >= 0.8 * len(qa)
+    assert f"answers of the 2 of its {len(qa)} trained questions most like" in systems.decoding_of("no-aug")
+    (adapter / "questions.json").unlink()
+    fallback = Systems([adapter], batch_size=4, max_new_tokens=48)
+    assert fallback.decoding_of("no-aug").endswith(f"over its {len({r['answers'][0] for r in qa})} trained answers")
+    (adapter / "questions.json").write_text('{"questions": [["q"]]}', encoding="utf-8")
+    res = runner.invoke(app, ["ask", "누구?", "--adapter", str(adapter)])
+    assert res.exit_code == 2 and "questions.json" in res.output and "[question, answer] pairs" in res.output

@@ -111,6 +111,21 @@ def test_learned_decoding_answers_only_with_an_answer_the_adapter_was_trained_on
     assert kept == [generate_from_prompts(model, tok, [p], 1, 64, answers=learned, num_beams=3)[0] for p in prompts]
 
 
+def test_each_prompt_can_keep_to_its_own_answers(tiny_run):
+    """`answers_per_prompt` (decoding: recall): every row answers with one of its own answers, batched as one by
+    one; a row offered one answer gives it."""
+    qa = load_qa(tiny_run)
+    model, tok, _ = load_model_with_adapters("tiny-random")
+    prompts = alpaca([r["question"] for r in qa], tok)
+    offered = [[r["answers"][0], qa[i - 1]["answers"][0]] if i % 3 else [r["answers"][0]] for i, r in enumerate(qa)]
+    kept = generate_from_prompts(model, tok, prompts, batch_size=4, max_new_tokens=64, answers_per_prompt=offered,
+                                 num_beams=2)
+    assert all(a in found for a, found in zip(kept, offered))
+    assert all(a == found[0] for a, found in zip(kept, offered) if len(found) == 1)
+    assert kept == [generate_from_prompts(model, tok, [p], 1, 64, answers_per_prompt=[found], num_beams=2)[0]
+                    for p, found in zip(prompts, offered)]
+
+
 def test_learned_decoding_keeps_what_the_adapter_knows(tiny_run):
     qa = load_qa(tiny_run)
     model, tok, _ = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])

@@ -382,6 +382,10 @@ def test_passages_adapter_can_start_from_aug_and_replay_a_little(held_run, tmp_p
     meta = json.loads((passages / ADAPTER_META).read_text())
     material = load_material(RunDir(run))
     assert meta["examples"] == 57 * 2 + len(material["qa"])  # originals + one paraphrase each + the material
+    from korquad_tune.models import read_learned_questions
+    asked, taught = read_learned_questions(passages), read_learned_questions(aug)
+    assert set(taught["questions"]) <= set(asked["questions"])  # every rewording aug learnt, not only the replayed
+    assert set(asked["study"]) == {(x["question"], x["answer"]) for x in material["qa"]} and not taught["study"]
     from safetensors.torch import load_file
     a, p = load_file(str(aug / "adapter_model.safetensors")), load_file(str(passages / "adapter_model.safetensors"))
     assert a.keys() == p.keys() and any(not (a[k] == p[k]).all() for k in a)  # same adapter, trained further

@@ -147,6 +147,8 @@ def test_export_merged_model_loads_with_plain_transformers(tiny_run, tmp_path):
     res = runner.invoke(app, ["ask", qa[0]["question"], "--model", str(tmp_path / "m"), "--decoding", "free"])
     assert res.exit_code == 0 and res.output.strip() == answers[0]
     learned = json.loads((tmp_path / "m" / "answers.json").read_text(encoding="utf-8"))  # kept to them, as before
+    assert json.loads((tmp_path / "m" / "questions.json").read_text(encoding="utf-8"))["questions"] == \
+        json.loads((tiny_run / "adapters" / "no-aug" / "questions.json").read_text(encoding="utf-8"))["questions"]
     res = runner.invoke(app, ["ask", qa[0]["question"], "--model", str(tmp_path / "m")])
     assert res.exit_code == 0 and res.output.strip() in learned
     res = runner.invoke(app, ["ask", qa[0]["question"], "--adapter", str(tmp_path / "m")])

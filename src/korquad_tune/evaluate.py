@@ -15,12 +15,13 @@ from pathlib import Path
 from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.llm_api import DEFAULT_API_MODEL
-from korquad_tune.generate import BATCH_SIZE, BEAMS, DECODINGS, MAX_NEW_TOKENS
+from korquad_tune.generate import BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 from korquad_tune.fileio import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import score_one
 from korquad_tune.stats import aggregate, mcnemar
-from korquad_tune.models import ADAPTER_META, DEFAULT_MODEL, read_adapter_meta, read_learned_answers
+from korquad_tune.models import (ADAPTER_META, DEFAULT_MODEL, read_adapter_meta, read_learned_answers,
+                                 read_learned_questions)
 
 OPENAI_QA_PROMPT = "다음 질문에 대한 답만 짧게 한 구절로 답하세요. 설명은 하지 마세요.\n질문: {question}\n답:"
 
@@ -128,25 +129,32 @@ class Systems:
     With `decoding="learned"` a closed-book adapter answers only with an answer it was trained on (its
     `answers.json`): beam search with `beams` beams, each beam kept inside the trie of those answers. A small model
     that half-remembers "1944년" otherwise writes "5000년"; kept to what it learned, it ranks whole answers instead.
+    With `decoding="recall"` (the default) each question's trie holds only the answers of the `recall_k` questions
+    it learned that are most like the asked one (`questions.json`, `AnswerRecall`): the model picks among what its
+    nearest lessons taught. Adapters without `questions.json` fall back to `learned`, without `answers.json` to
+    greedy.
     The model loads on first use, once, with every adapter stacked on it.
     """
 
     def __init__(self, adapters: list[Path] = (), model: str | None = None, run_dir: str | Path | None = None,
                  batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS, rag_k: int = 1,
                  api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
-                 openai_cache: Path | None = None, template: str | None = None, decoding: str = "learned",
-                 beams: int = BEAMS):
+                 openai_cache: Path | None = None, template: str | None = None, decoding: str = DEFAULT_DECODING,
+                 beams: int = BEAMS, recall_k: int = RECALL_K):
         self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
         if decoding not in DECODINGS:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
-        self.decoding, self.beams = decoding, beams
+        self.decoding, self.beams, self.recall_k = decoding, beams, recall_k
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
         # read now: a folder that is not an adapter fails before any model loads
         self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
         self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
         self.learned = {a.name: read_learned_answers(a) for a in self.adapters if a.name not in self.readers}
+        self.asked = {a.name: read_learned_questions(a) for a in self.adapters if a.name not in self.readers}
         if model and Path(model).is_dir():  # a model merged from an adapter keeps that adapter's answers
             self.learned[None] = read_learned_answers(model)
+            self.asked[None] = read_learned_questions(model)
+        self._recall: dict = {}
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.batch_size, self.max_new_tokens, self.rag_k = batch_size, max_new_tokens, rag_k
         self.api_model, self.base_url, self.openai_cache = api_model, base_url, openai_cache
@@ -203,11 +211,28 @@ class Systems:
         """How `system` turns the model's output into an answer, in words (None: no model generates)."""
         if system in ("retrieval", "openai"):
             return None
-        answers = self._learned_for(None if system in ("base", *OPEN_BOOK) else system, system in OPEN_BOOK)
+        adapter = None if system in ("base", *OPEN_BOOK) else system
+        if self._recall_for(adapter, system in OPEN_BOOK):
+            asked, k = self.asked[adapter], self.recall_k
+            study = f" and of the {k} most like it among those and its {len(asked['study'])} study questions" \
+                if asked["study"] else ""
+            return (f"beam search ({self.beams} beams) over the answers of the {k} of its {len(asked['questions'])} "
+                    f"trained questions most like the asked one{study}")
+        answers = self._learned_for(adapter, system in OPEN_BOOK)
         return f"beam search ({self.beams} beams) over its {len(answers)} trained answers" if answers else "greedy"
 
     def _learned_for(self, adapter: str | None, reading: bool) -> list[str] | None:
-        return self.learned.get(adapter) if not reading and self.decoding == "learned" else None
+        return self.learned.get(adapter) if not reading and self.decoding in ("learned", "recall") else None
+
+    def _recall_for(self, adapter: str | None, reading: bool):
+        """The adapter's `AnswerRecall` under `decoding: recall` (built once), or None."""
+        if reading or self.decoding != "recall" or not self.asked.get(adapter):
+            return None
+        if adapter not in self._recall:
+            from korquad_tune.retrieval import AnswerRecall
+            asked = self.asked[adapter]
+            self._recall[adapter] = AnswerRecall(asked["questions"], asked["study"])
+        return self._recall[adapter]
 
     def _generate(self, adapter: str | None, texts: list[str], budget: int, label: str | None,
                   contexts: list[str] | None = None) -> list[str]:
@@ -227,10 +252,12 @@ class Systems:
         prompts = [reader_prompt(c, q) for c, q in zip(contexts, texts)] if contexts is not None else \
             [get_template(self.template).prompt(q, self.tokenizer) for q in texts]
         answers = self._learned_for(adapter, contexts is not None)
+        recall = self._recall_for(adapter, contexts is not None)
+        per_prompt = recall.candidates(texts, self.recall_k) if recall else None
         with context, _progress(label, len(texts)) as advance:
             return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance,
-                                         answers=answers, num_beams=self.beams if answers else 1,
-                                         length_penalty=self.length_penalty)
+                                         answers=answers, num_beams=self.beams if answers or per_prompt else 1,
+                                         length_penalty=self.length_penalty, answers_per_prompt=per_prompt)
 
     def _needs_run(self, system: str) -> Path:
         if self.run_dir is None:
@@ -271,7 +298,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
                      train_run: str | Path | None = None, predictions: str | Path | None = None,
                      base_url: str | None = None, api_model: str = DEFAULT_API_MODEL,
                      max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1,
-                     decoding: str = "learned", beams: int = BEAMS) -> dict[str, dict]:
+                     decoding: str = DEFAULT_DECODING, beams: int = BEAMS,
+                     recall_k: int = RECALL_K) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/
     (`finetuned` = each --adapter, under its folder name)."""
     from korquad_tune.fileio import ensure_dir
@@ -287,7 +315,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
     if "predictions" in systems and predictions is None:
         raise KorquadTuneError("system 'predictions' needs --predictions FILE")
     engine = Systems(adapters, model, train_run, batch_size, max_new_tokens, rag_k, api_model, base_url,
-                     out / "openai" / "cache.jsonl", decoding=decoding, beams=beams)
+                     out / "openai" / "cache.jsonl", decoding=decoding, beams=beams, recall_k=recall_k)
     closed_book = [a.name for a in engine.adapters if a.name not in engine.readers]
     order = [n for s in systems for n in (closed_book if s == "finetuned" else [s])]
     metrics: dict[str, dict] = {}

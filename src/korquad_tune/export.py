@@ -32,8 +32,8 @@ def export_autotrain(run_dir: str | Path, out_dir: str | Path, augment: bool = T
 
 def export_merged(run_dir: str | Path, adapter: str, out: str | Path) -> Path:
     """Merge a LoRA adapter into its base model and save an ordinary model folder (temp folder, then rename)."""
-    from korquad_tune.models import (ADAPTER_META, LEARNED_ANSWERS, load_model_with_adapters, read_adapter_meta,
-                                     read_learned_answers)
+    from korquad_tune.models import (ADAPTER_META, LEARNED_ANSWERS, LEARNED_QUESTIONS, load_model_with_adapters,
+                                     read_adapter_meta, read_learned_answers, read_learned_questions)
     from korquad_tune.rundir import RunDir
     folder = RunDir(run_dir).adapter(adapter)
     if not folder.exists():
@@ -49,4 +49,7 @@ def export_merged(run_dir: str | Path, adapter: str, out: str | Path) -> Path:
         answers = read_learned_answers(folder)
         if answers:  # the merged model keeps to the same answers as the adapter did
             write_json(tmp / LEARNED_ANSWERS, answers)
+        asked = read_learned_questions(folder)
+        if asked:  # and looks them up the same way (decoding: recall)
+            write_json(tmp / LEARNED_QUESTIONS, {k: [list(p) for p in v] for k, v in asked.items()})
     return out

@@ -15,8 +15,12 @@ from collections.abc import Callable, Sequence
 STOP_STRINGS = ("###", "\n")
 MAX_NEW_TOKENS = 24  # answer budget: KorQuAD answers are short phrases (the longest default gold is 15 tokens)
 BATCH_SIZE = 48  # questions per generation batch (on 2 cores 48 answers 1.7x faster than 16, BENCHMARKS 5)
-DECODINGS = ("learned", "free")  # closed-book adapters: only answers they were trained on, or any text
+# closed-book adapters: only answers of the trained questions nearest the asked one, any answer they were trained
+# on, or any text
+DECODINGS = ("recall", "learned", "free")
+DEFAULT_DECODING = "recall"
 BEAMS = 2  # beams over the learned answers (4 gained nothing more: BENCHMARKS 5b)
+RECALL_K = 3  # decoding: recall: answers of the k nearest trained questions, and of the k nearest with study ones
 _STOP_RE = re.compile("|".join(re.escape(s) for s in STOP_STRINGS))
 
 
@@ -29,9 +33,11 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
                           max_new_tokens: int = MAX_NEW_TOKENS,
                           progress: Callable[[int], None] | None = None, shared_prefix: bool = True,
                           bf16: bool | None = None, answers: Sequence[str] | None = None,
-                          num_beams: int = 1, length_penalty: float = 1.0) -> list[str]:
+                          num_beams: int = 1, length_penalty: float = 1.0,
+                          answers_per_prompt: Sequence[Sequence[str]] | None = None) -> list[str]:
     """Greedy continuations of ready-made prompts, cut at the first stop string, in input order; with `answers`,
-    beam search (`num_beams`) in which every beam continues one of those answers, as training tokenised them.
+    beam search (`num_beams`) in which every beam continues one of those answers, as training tokenised them;
+    with `answers_per_prompt`, the same with each prompt's own list of answers.
 
     Prompts are tokenised once and sorted by length; the head every prompt shares (the template's preamble) is
     run through the model once per call and its keys/values reused by every batch, each row left-padded after it.
@@ -58,7 +64,11 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     if prefix:
         with torch.inference_mode(), autocast:
             head_cache = model(input_ids=torch.tensor([ids[0][:prefix]], device=device), use_cache=True).cache
-    trie = answer_trie(tokenizer, answers) if answers else None
+    tokens: dict[str, list[int]] = {}
+    if answers_per_prompt is not None:
+        tries = [answer_trie(tokenizer, a, tokens) for a in answers_per_prompt]
+    else:
+        tries = [answer_trie(tokenizer, answers, tokens)] * len(prompts) if answers else None
     out_answers: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
@@ -67,7 +77,8 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
         if head_cache is not None:
             cache = copy.deepcopy(head_cache)
             cache.batch_repeat_interleave(len(idx) * num_beams)
-        allowed = _allowed_tokens(trie, input_ids.shape[1], tokenizer.eos_token_id) if trie else None
+        allowed = _allowed_tokens([tries[i] for i in idx], input_ids.shape[1], tokenizer.eos_token_id) \
+            if tries else None
         with torch.inference_mode(), autocast:
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
                                  prefix_allowed_tokens_fn=allowed,
@@ -83,20 +94,25 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     return out_answers
 
 
-def answer_trie(tokenizer, answers: Sequence[str]) -> dict:
-    """The answers as training tokenised them (answer tokens, then EOS), in a token trie."""
+def answer_trie(tokenizer, answers: Sequence[str], tokens: dict[str, list[int]] | None = None) -> dict:
+    """The answers as training tokenised them (answer tokens, then EOS), in a token trie. `tokens`: a cache of
+    answer -> token ids shared between tries."""
+    tokens = {} if tokens is None else tokens
     root: dict = {}
     for answer in set(answers):
+        if answer not in tokens:
+            tokens[answer] = tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         node = root
-        for token in tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]:
+        for token in tokens[answer]:
             node = node.setdefault(token, {})
     return root
 
 
-def _allowed_tokens(trie: dict, start: int, eos_id: int):
-    """`generate`'s prefix_allowed_tokens_fn: each row may only continue one of the answers (then stop)."""
-    def allowed(_row: int, sequence) -> list[int]:
-        node = trie
+def _allowed_tokens(tries: list[dict], start: int, eos_id: int):
+    """`generate`'s prefix_allowed_tokens_fn: each row may only continue one of its trie's answers (then stop).
+    `generate` passes the row's index in the batch (the same for each of its beams)."""
+    def allowed(row: int, sequence) -> list[int]:
+        node = tries[row]
         for token in sequence[start:].tolist():
             node = node.get(token)
             if node is None:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gemma3-270m"
 ADAPTER_META = "korquad_tune.json"  # written by train next to every adapter
 LEARNED_ANSWERS = "answers.json"  # the answers a closed-book adapter was trained on (decoding may keep to them)
+LEARNED_QUESTIONS = "questions.json"  # the questions it learned them from ({questions, study}: [[q, a], ...])
 
 
 def cache_dir() -> Path:
@@ -270,6 +271,31 @@ def read_learned_answers(folder: str | Path) -> list[str] | None:
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise KorquadTuneError(f"{path}: expected a JSON list of answer strings; delete it to decode freely")
     return [a for a in answers if a.strip()] or None
+
+
+def read_learned_questions(folder: str | Path) -> dict[str, list[tuple[str, str]]] | None:
+    """The (question, answer) pairs an adapter (or a model merged from one) learned, as `train` wrote them:
+    `questions` (trained questions and their rewordings) and `study` (questions made from the paragraphs); None
+    where there is no such file."""
+    path = Path(folder) / LEARNED_QUESTIONS
+    if not path.exists():
+        return None
+    fix = "delete it to decode with answers.json alone"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise KorquadTuneError(f"{path}: not JSON ({e}); {fix}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("questions"), list):
+        raise KorquadTuneError(f"{path}: expected {{\"questions\": [[question, answer], ...], \"study\": [...]}}; "
+                               f"{fix}")
+    out = {}
+    for key in ("questions", "study"):
+        rows = doc.get(key, [])
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, str)
+                                                                                            for x in r) for r in rows):
+            raise KorquadTuneError(f"{path}: '{key}' should be a list of [question, answer] pairs; {fix}")
+        out[key] = [(q, a) for q, a in rows if q.strip() and a.strip()]
+    return out if out["questions"] else None
 
 
 def check_adapter_matches(adapter_dir: str | Path, resolved: ResolvedModel) -> dict:

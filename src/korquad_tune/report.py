@@ -123,7 +123,8 @@ def _decodings(results: dict) -> list[str]:
                 seen.setdefault(system, metrics["decoding"])
     if not seen:
         return []
-    return ["Decoding (`eval.decoding`; `learned` keeps a closed-book adapter to the answers it was trained on): "
+    return ["Decoding (`eval.decoding`; `recall` keeps a closed-book adapter to the answers of the questions it "
+            "learned that are most like the asked one, `learned` to any answer it was trained on): "
             + "; ".join(f"{system}: {seen[system]}" for system in _ordered(seen)) + ".", ""]
 
 

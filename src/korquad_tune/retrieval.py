@@ -51,6 +51,31 @@ class RetrievalAnswerer:
         docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=1, show_progress=False)
         return [self.answers[int(d[0])] for d in docs]
 
+    def top_answers(self, questions: list[str], k: int) -> list[list[str]]:
+        """For each question, the answers of its best matches, best first, until `k` different answers."""
+        if not questions:
+            return []
+        # many questions share an answer (paraphrases): look deeper than k to find k different ones
+        depth = min(len(self.questions), 20 * k)
+        docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=depth, show_progress=False)
+        return [list(dict.fromkeys(self.answers[int(d)] for d in row))[:k] for row in docs]
+
+
+class AnswerRecall:
+    """The answers a closed-book adapter may give to a question under `decoding: recall`: those of the `k` trained
+    questions most like it (BM25 over the questions and their rewordings), and of the `k` most like it once the
+    study questions join them. The adapter still chooses; it chooses among what its nearest lessons taught.
+    Two lookups because the study material's ~10x as many questions would otherwise crowd out the trained ones."""
+
+    def __init__(self, questions: list[tuple[str, str]], study: list[tuple[str, str]] = ()):
+        self.lookups = [RetrievalAnswerer(questions)]
+        if study:
+            self.lookups.append(RetrievalAnswerer(list(questions) + list(study)))
+
+    def candidates(self, texts: list[str], k: int) -> list[list[str]]:
+        per_lookup = [lookup.top_answers(texts, k) for lookup in self.lookups]
+        return [list(dict.fromkeys(a for found in row for a in found)) for row in zip(*per_lookup)]
+
 
 class ParagraphRetriever:
     """BM25 over the training paragraphs (the `rag` system's retriever): the top-k paragraphs for a question."""

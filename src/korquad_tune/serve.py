@@ -29,7 +29,7 @@ from fastapi import Request  # at module level: FastAPI reads the handlers' anno
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.evaluate import OPENAI_QA_PROMPT, Systems
-from korquad_tune.generate import BATCH_SIZE, MAX_NEW_TOKENS
+from korquad_tune.generate import BATCH_SIZE, DEFAULT_DECODING, MAX_NEW_TOKENS
 from korquad_tune.models import ADAPTER_META
 from korquad_tune.rundir import RunDir
 
@@ -50,7 +50,7 @@ class ApiError(Exception):
 
 
 def systems_for(target: str | Path, model: str | None = None, batch_size: int = BATCH_SIZE,
-                max_new_tokens: int = MAX_NEW_TOKENS, decoding: str = "learned") -> Systems:
+                max_new_tokens: int = MAX_NEW_TOKENS, decoding: str = DEFAULT_DECODING) -> Systems:
     """The systems of a run folder (every adapter, retrieval, rag) or of one adapter folder."""
     target = Path(target)
     if (target / ADAPTER_META).exists():
@@ -329,7 +329,7 @@ def report_data(run_dir: Path | None) -> dict:
 
 
 def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          model: str | None = None, batch_size: int = BATCH_SIZE, console=None, decoding: str = "learned") -> None:
+          model: str | None = None, batch_size: int = BATCH_SIZE, console=None, decoding: str = DEFAULT_DECODING) -> None:
     """Load the systems (the model once, every adapter on it), then serve until interrupted."""
     import uvicorn
     systems = systems_for(target, model, batch_size, decoding=decoding)

@@ -18,7 +18,8 @@ from pathlib import Path
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import NO_RESULT_FIELDS, TrainConfig, dump_yaml
 from korquad_tune.fileio import atomic_dir, atomic_write_text, read_json, write_json, write_jsonl
-from korquad_tune.models import ADAPTER_META, LEARNED_ANSWERS, load_base_model, load_tokenizer, resolve_model
+from korquad_tune.models import (ADAPTER_META, LEARNED_ANSWERS, LEARNED_QUESTIONS, load_base_model, load_tokenizer,
+                                 resolve_model)
 from korquad_tune.prompts import get_template
 from korquad_tune.rundir import RunDir
 
@@ -487,7 +488,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     if trainer.is_world_process_zero():
         _save_adapter(trainer, tok, out, cfg, resolved.portable_spec, name, augment, len(dataset), seconds, result, resume,
                       {"passages": passages, "reader": reader, "texts": len(texts)},
-                      learned_answers(pairs) if not reader else None)
+                      learned_answers(pairs) if not reader else None,
+                      learned_questions(run, cfg, pairs, passages) if not reader else None)
     return out
 
 
@@ -535,15 +537,33 @@ def learned_answers(pairs: list[tuple[str, str]]) -> list[str]:
     return sorted({a for _, a in pairs if a.strip()})
 
 
+def learned_questions(run: RunDir, cfg: TrainConfig, pairs: list[tuple[str, str]], passages: bool) -> dict:
+    """What `decoding: recall` looks an asked question up in (`questions.json`): the trained questions and rewordings
+    this adapter learned, with those of the adapter it continued from, and apart from them the study questions."""
+    from korquad_tune.models import read_learned_questions
+    study: list = []
+    if passages:
+        from korquad_tune.passages import load_material
+        study = list(dict.fromkeys((x["question"], x["answer"]) for x in load_material(run)["qa"]))
+    in_study = set(study)
+    questions = [p for p in pairs if p not in in_study]
+    if passages and cfg.passages_from is not None:
+        questions += (read_learned_questions(run.adapter(cfg.passages_from)) or {}).get("questions", [])
+    as_lists = lambda rows: [list(p) for p in dict.fromkeys(rows) if p[0].strip() and p[1].strip()]  # noqa: E731
+    return {"questions": as_lists(questions), "study": as_lists(study)}
+
+
 def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, name: str, augment: bool,
                   n_examples: int, seconds: float, result, resumed: bool, data: dict,
-                  answers: list[str] | None) -> None:
+                  answers: list[str] | None, questions: dict | None = None) -> None:
     """Write adapter + tokenizer + metadata to a temp folder, then rename: never half an adapter."""
     with atomic_dir(out) as tmp:
         trainer.model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         if answers:
             write_json(tmp / LEARNED_ANSWERS, answers)
+        if questions and questions["questions"]:
+            write_json(tmp / LEARNED_QUESTIONS, questions)
         history = trainer.state.log_history
         write_jsonl(tmp / "train_log.jsonl", history)
         atomic_write_text(tmp / "train_config.yaml", dump_yaml(cfg))

@@ -14,6 +14,11 @@ the passages adapter should clear. It is a proxy: it says nothing about how a mo
 
     python bench/material_lookup.py [--skip 3] [--articles 40] [--group 3] [--out bench/results/material_lookup.json]
     python bench/material_lookup.py --run runs/default     # a run folder's own sets and material.json
+    python bench/material_lookup.py --recall 3              # also: how often `decoding: recall` can give the answer
+
+`--recall K` counts, per set, the held-out questions whose gold answer is among the answers `decoding: recall`
+offers the adapter (`AnswerRecall`: the K nearest training questions, and the K nearest with the study questions;
+here without paraphrases): the most a recall-decoded adapter can answer, whatever it learnt.
 
 Articles are taken `--group` at a time (a run's worth: the lookup only sees its own group's questions).
 """
@@ -118,6 +123,16 @@ def run_folder(run_dir: Path) -> dict:
     return out
 
 
+def recall_hits(questions: list[tuple[str, str]], material: list[tuple[str, str]], held: list[dict], k: int) -> int:
+    """Held-out questions whose gold answer is among `decoding: recall`'s candidates for them."""
+    from korquad_tune.metrics import score_one
+    from korquad_tune.retrieval import AnswerRecall
+    if not held:
+        return 0
+    offered = AnswerRecall(questions, material).candidates([r["question"] for r in held], k)
+    return sum(any(score_one(a, r["answers"])[0] for a in found) for found, r in zip(offered, held))
+
+
 def main() -> None:
     from korquad_tune.data import HELDOUT_SETS, shipped_dev_path, split_heldout
     from korquad_tune.passages import _key
@@ -133,6 +148,8 @@ def main() -> None:
     p.add_argument("--uncovered", type=int, default=0, help="print this many unseen questions whose answer no "
                    "training or study question asks for, with the sentence holding it (a random sample)")
     p.add_argument("--run", default=None, help="score a run folder's own sets and material instead")
+    p.add_argument("--recall", type=int, default=0, help="also count gold answers among `decoding: recall`'s "
+                   "candidates with this recall_k")
     args = p.parse_args()
     if args.run:
         print(json.dumps(run_folder(Path(args.run)), ensure_ascii=False))
@@ -155,6 +172,9 @@ def main() -> None:
             counts[f"{name}_n"] += len(sets[name])
             counts[f"{name}_questions"] += lookup_em(questions, sets[name])
             counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name], matches)
+            if args.recall:
+                counts[f"{name}_recall{args.recall}_offered"] += recall_hits(questions, material, sets[name],
+                                                                             args.recall)
             if name == "unseen":
                 misses += covered_misses(questions + material, sets[name], matches, counts)
                 gaps += uncovered(questions + material, sets[name], counts)

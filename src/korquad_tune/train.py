@@ -549,8 +549,12 @@ def learned_questions(run: RunDir, cfg: TrainConfig, pairs: list[tuple[str, str]
     questions = [p for p in pairs if p not in in_study]
     if passages and cfg.passages_from is not None:
         questions += (read_learned_questions(run.adapter(cfg.passages_from)) or {}).get("questions", [])
-    as_lists = lambda rows: [list(p) for p in dict.fromkeys(rows) if p[0].strip() and p[1].strip()]  # noqa: E731
-    return {"questions": as_lists(questions), "study": as_lists(study)}
+    return {"questions": _distinct_pairs(questions), "study": _distinct_pairs(study)}
+
+
+def _distinct_pairs(rows: list) -> list[list[str]]:
+    """Each non-empty (question, answer) once, in order, as JSON lists."""
+    return [list(p) for p in dict.fromkeys(tuple(r) for r in rows) if p[0].strip() and p[1].strip()]
 
 
 def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, name: str, augment: bool,

@@ -1,14 +1,15 @@
 """Free greedy answers against answers kept to what the adapter learned (`eval.decoding`), on one run folder's
 adapters and question sets, with one model load and every mode timed in the same process.
 
-    python bench/decoding.py runs/default aug passages [--modes free,learned-2,recall-2,recall-2-k5]
+    python bench/decoding.py runs/default aug passages [--modes free,learned-2,recall-2-nearest,recall-2]
                              [--out bench/results/decoding.json]
 
 `free` is plain greedy decoding (the seed's `gen()`, batched); `learned-K` is beam search with K beams, every beam
 kept inside the token trie of the adapter's `answers.json` (the answers it was trained on); `recall-K` the same
 with each question's trie holding only the answers of its nearest trained questions (`questions.json`; `-kN`: N
-nearest, default 3); `lookup` is the `retrieval` system (BM25 over the training questions, no model) for
-comparison; `-lpX` divides beam scores by length**X instead of length**1 (transformers' default). Prints
+nearest, default 3; `-nearest`: session 16's recall, without the other answers of the nearest study questions'
+sentences, keeping answers the question says); `lookup` is the `retrieval` system (BM25 over the training
+questions, no model) for comparison; `-lpX` divides beam scores by length**X instead of length**1 (transformers' default). Prints
 EM per adapter, mode and set, the seconds each took, and the questions whose answer the last mode changed against
 the first. An adapter folder without `answers.json` / `questions.json` (trained before korquad-tune wrote them)
 gets them rebuilt from the run folder: the same pairs `train` would build for it.
@@ -47,19 +48,21 @@ def ensure_answers(run, name: str) -> None:
     print(f"wrote {folder}'s answers.json / questions.json, rebuilt as {kind}")
 
 
-def parse_mode(mode: str) -> tuple[str, int, int, float]:
-    """"recall-2-k5-lp0" -> (decoding, beams, recall_k, length_penalty)."""
+def parse_mode(mode: str) -> tuple[str, int, int, float, dict]:
+    """"recall-2-k5-lp0-nearest" -> (decoding, beams, recall_k, length_penalty, AnswerRecall.candidates options)."""
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
-    beams, k, penalty = 1, 3, 1.0
+    beams, k, penalty, options = 1, 3, 1.0, {}
     for part in rest:
-        if part.startswith("lp"):
+        if part == "nearest":  # session 16's recall: the nearest questions' answers only
+            options = {"same_sentence": False, "drop_asked": False}
+        elif part.startswith("lp"):
             penalty = float(part[2:])
         elif part.startswith("k"):
             k = int(part[1:])
         else:
             beams = int(part)
-    return decoding, beams, k, penalty
+    return decoding, beams, k, penalty, options
 
 
 def main() -> None:
@@ -96,7 +99,8 @@ def main() -> None:
         for set_name, questions in sets.items():
             answers_by_mode = {}
             for mode in modes:
-                systems.decoding, systems.beams, systems.recall_k, systems.length_penalty = parse_mode(mode)
+                (systems.decoding, systems.beams, systems.recall_k, systems.length_penalty,
+                 systems.recall_options) = parse_mode(mode)
                 t0 = time.time()
                 answers = systems.answer("retrieval" if mode == "lookup" else name, questions)
                 seconds = time.time() - t0

@@ -17,8 +17,10 @@ the passages adapter should clear. It is a proxy: it says nothing about how a mo
     python bench/material_lookup.py --recall 3              # also: how often `decoding: recall` can give the answer
 
 `--recall K` counts, per set, the held-out questions whose gold answer is among the answers `decoding: recall`
-offers the adapter (`AnswerRecall`: the K nearest training questions, and the K nearest with the study questions;
-here without paraphrases): the most a recall-decoded adapter can answer, whatever it learnt.
+offers the adapter (`AnswerRecall`: the K nearest training questions, the K nearest with the study questions and
+the other answers of those study questions' sentences, none the question says; here without paraphrases): the most
+a recall-decoded adapter can answer, whatever it learnt; `_nearest` the same for session 16's recall (the nearest
+questions' answers only); `_candidates` how many answers were offered in all.
 
 Articles are taken `--group` at a time (a run's worth: the lookup only sees its own group's questions).
 """
@@ -123,14 +125,23 @@ def run_folder(run_dir: Path) -> dict:
     return out
 
 
-def recall_hits(questions: list[tuple[str, str]], material: list[tuple[str, str]], held: list[dict], k: int) -> int:
-    """Held-out questions whose gold answer is among `decoding: recall`'s candidates for them."""
+def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: list[dict], k: int,
+                **options) -> tuple[int, int]:
+    """Held-out questions whose gold answer is among `decoding: recall`'s candidates for them, and how many
+    candidates were offered in all."""
     from korquad_tune.metrics import score_one
     from korquad_tune.retrieval import AnswerRecall
     if not held:
-        return 0
-    offered = AnswerRecall(questions, material).candidates([r["question"] for r in held], k)
-    return sum(any(score_one(a, r["answers"])[0] for a in found) for found, r in zip(offered, held))
+        return 0, 0
+    offered = AnswerRecall(questions, material).candidates([r["question"] for r in held], k, **options)
+    return (sum(any(score_one(a, r["answers"])[0] for a in found) for found, r in zip(offered, held)),
+            sum(map(len, offered)))
+
+
+def study_rows(material: list[dict]) -> list[tuple]:
+    """(question, answer, sentence number) as `train` writes them into questions.json."""
+    sentences: dict[str, int] = {}
+    return [(m["question"], m["answer"], sentences.setdefault(m["sentence"], len(sentences))) for m in material]
 
 
 def main() -> None:
@@ -165,7 +176,9 @@ def main() -> None:
         sets = split_heldout(records)
         banned = {_key(r["question"]) for name in HELDOUT_SETS for r in sets[name]}
         questions = [(r["question"], r["answers"][0]) for r in sets["trained"]]
-        material = [(m["question"], m["answer"]) for m in material_for(records, banned)]
+        material_rows = material_for(records, banned)
+        material = [(m["question"], m["answer"]) for m in material_rows]
+        study = study_rows(material_rows)
         counts["material"] += len(material)
         for name in HELDOUT_SETS:
             matches = best_matches(questions + material, sets[name])
@@ -173,8 +186,10 @@ def main() -> None:
             counts[f"{name}_questions"] += lookup_em(questions, sets[name])
             counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name], matches)
             if args.recall:
-                counts[f"{name}_recall{args.recall}_offered"] += recall_hits(questions, material, sets[name],
-                                                                             args.recall)
+                for label, options in (("", {}), ("_nearest", {"same_sentence": False, "drop_asked": False})):
+                    hits, size = recall_hits(questions, study, sets[name], args.recall, **options)
+                    counts[f"{name}_recall{args.recall}{label}_offered"] += hits
+                    counts[f"{name}_recall{args.recall}{label}_candidates"] += size
             if name == "unseen":
                 misses += covered_misses(questions + material, sets[name], matches, counts)
                 gaps += uncovered(questions + material, sets[name], counts)

@@ -42,6 +42,27 @@ def test_answer_recall_offers_the_answers_of_the_nearest_trained_and_study_quest
         RetrievalAnswerer(pairs).top_answers(["방주는 어떤 나무로 만들었나?"], 2)[0]
 
 
+def test_answer_recall_offers_the_other_answers_of_a_nearest_study_sentence_but_none_the_question_says(run3):
+    """A person asks about one fact of a sentence naming its others: the study question sharing most words with
+    the asked one may ask for another of them; every answer of that sentence is offered, less what is asked."""
+    from korquad_tune.korean_cloze import cloze_questions
+    from korquad_tune.retrieval import AnswerRecall
+    pairs = run_pairs(run3, augment=False)
+    sentence = "1868년 8월 19일 반류마루는 에노모토 함대와 함께 시나가와 해역을 탈출하였다."
+    made = cloze_questions(sentence)
+    sentence_answers = {c["answer"] for c in made}
+    assert {"1868년", "반류마루", "시나가와"} <= sentence_answers, made
+    study = [(c["question"], c["answer"], 0) for c in made]
+    asked = "1868년 8월 19일 반류마루가 탈출한 해역은 어디인가?"
+    offered = AnswerRecall(pairs, study).candidates([asked], 1)[0]
+    said = {a for a in sentence_answers if "".join(a.split()) in "".join(asked.split())}
+    assert {"1868년", "반류마루"} <= said and not said & set(offered)
+    assert sentence_answers - said <= set(offered)
+    nearest = AnswerRecall(pairs, study).candidates([asked], 1, same_sentence=False, drop_asked=False)[0]
+    assert len(nearest) <= 2 < len(sentence_answers - said)
+    assert AnswerRecall(pairs, [row[:2] for row in study]).candidates([asked], 1, drop_asked=False) == [nearest]
+
+
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     qa = load_qa(tiny_run)

@@ -63,8 +63,10 @@ def test_shared_head_cache_changes_no_answer(tiny_run):
     opened = [reader_prompt(r["context"], r["question"]) for r in qa]
     for prompts in (closed, opened):
         assert common_prefix_length([tok(p).input_ids for p in prompts]) >= 15
-        assert generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=True) == \
-            generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=False)
+        # fp32 (no bf16 autocast, the default on CPUs with native bf16): exact there, while bf16 rounds the two
+        # paths' sums differently and can flip a near-tie of the random tiny model
+        assert generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=True, bf16=False) == \
+            generate_from_prompts(model, tok, prompts, 4, 12, shared_prefix=False, bf16=False)
     assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 0  # nothing left to a row: no sharing
 
 

@@ -131,7 +131,8 @@ class Systems:
     that half-remembers "1944년" otherwise writes "5000년"; kept to what it learned, it ranks whole answers instead.
     With `decoding="recall"` (the default) each question's trie holds only the answers of the `recall_k` questions
     it learned that are most like the asked one (`questions.json`, `AnswerRecall`): the model picks among what its
-    nearest lessons taught. Adapters without `questions.json` fall back to `learned`, without `answers.json` to
+    nearest lessons taught (and the other answers of the sentences its nearest study questions came from; never
+    one the question already says). Adapters without `questions.json` fall back to `learned`, without `answers.json` to
     greedy.
     The model loads on first use, once, with every adapter stacked on it.
     """
@@ -146,6 +147,7 @@ class Systems:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         self.decoding, self.beams, self.recall_k = decoding, beams, recall_k
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
+        self.recall_options: dict = {}  # AnswerRecall.candidates' switches (benches turn them off to compare)
         # read now: a folder that is not an adapter fails before any model loads
         self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
         self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
@@ -216,8 +218,10 @@ class Systems:
             asked, k = self.asked[adapter], self.recall_k
             study = f" and of the {k} most like it among those and its {len(asked['study'])} study questions" \
                 if asked["study"] else ""
+            if any(len(row) > 2 for row in asked["study"]):
+                study += " (with the answers of their sentences' other study questions)"
             return (f"beam search ({self.beams} beams) over the answers of the {k} of its {len(asked['questions'])} "
-                    f"trained questions most like the asked one{study}")
+                    f"trained questions most like the asked one{study}, none that the question already says")
         answers = self._learned_for(adapter, system in OPEN_BOOK)
         return f"beam search ({self.beams} beams) over its {len(answers)} trained answers" if answers else "greedy"
 
@@ -253,7 +257,7 @@ class Systems:
             [get_template(self.template).prompt(q, self.tokenizer) for q in texts]
         answers = self._learned_for(adapter, contexts is not None)
         recall = self._recall_for(adapter, contexts is not None)
-        per_prompt = recall.candidates(texts, self.recall_k) if recall else None
+        per_prompt = recall.candidates(texts, self.recall_k, **self.recall_options) if recall else None
         with context, _progress(label, len(texts)) as advance:
             return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance,
                                          answers=answers, num_beams=self.beams if answers or per_prompt else 1,

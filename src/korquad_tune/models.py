@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gemma3-270m"
 ADAPTER_META = "korquad_tune.json"  # written by train next to every adapter
 LEARNED_ANSWERS = "answers.json"  # the answers a closed-book adapter was trained on (decoding may keep to them)
-LEARNED_QUESTIONS = "questions.json"  # the questions it learned them from ({questions, study}: [[q, a], ...])
+LEARNED_QUESTIONS = "questions.json"  # the questions it learned them from ({questions: [[q, a]...], study: [[q, a, sentence]...]})
 
 
 def cache_dir() -> Path:
@@ -273,10 +273,11 @@ def read_learned_answers(folder: str | Path) -> list[str] | None:
     return [a for a in answers if a.strip()] or None
 
 
-def read_learned_questions(folder: str | Path) -> dict[str, list[tuple[str, str]]] | None:
+def read_learned_questions(folder: str | Path) -> dict[str, list[tuple]] | None:
     """The (question, answer) pairs an adapter (or a model merged from one) learned, as `train` wrote them:
-    `questions` (trained questions and their rewordings) and `study` (questions made from the paragraphs); None
-    where there is no such file."""
+    `questions` (trained questions and their rewordings) and `study` (questions made from the paragraphs, each
+    with the number of the sentence it was made from where the material kept it); None where there is no such
+    file."""
     path = Path(folder) / LEARNED_QUESTIONS
     if not path.exists():
         return None
@@ -289,13 +290,19 @@ def read_learned_questions(folder: str | Path) -> dict[str, list[tuple[str, str]
         raise KorquadTuneError(f"{path}: expected {{\"questions\": [[question, answer], ...], \"study\": [...]}}; "
                                f"{fix}")
     out = {}
-    for key in ("questions", "study"):
+    for key, shape in (("questions", "[question, answer] pairs"),
+                       ("study", "[question, answer] or [question, answer, sentence number] rows")):
         rows = doc.get(key, [])
-        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 2 and all(isinstance(x, str)
-                                                                                            for x in r) for r in rows):
-            raise KorquadTuneError(f"{path}: '{key}' should be a list of [question, answer] pairs; {fix}")
-        out[key] = [(q, a) for q, a in rows if q.strip() and a.strip()]
+        if not isinstance(rows, list) or not all(_is_learned_row(r, with_sentence=key == "study") for r in rows):
+            raise KorquadTuneError(f"{path}: '{key}' should be a list of {shape}; {fix}")
+        out[key] = [tuple(r) for r in rows if r[0].strip() and r[1].strip()]
     return out if out["questions"] else None
+
+
+def _is_learned_row(row, with_sentence: bool) -> bool:
+    if not isinstance(row, list) or len(row) not in ((2, 3) if with_sentence else (2,)):
+        return False
+    return all(isinstance(x, str) for x in row[:2]) and (len(row) == 2 or isinstance(row[2], int))
 
 
 def check_adapter_matches(adapter_dir: str | Path, resolved: ResolvedModel) -> dict:

@@ -74,7 +74,8 @@ def _rules(paragraphs: list[dict], dropout: int) -> tuple[dict, dict]:
     for p in paragraphs:
         articles.setdefault(p["title"], []).append(p["context"])
     people = {title: article_person(title, texts) for title, texts in articles.items()}
-    out = {p["id"]: (with_dropout([{"question": c["question"], "answer": c["answer"], "source": "rules"}
+    out = {p["id"]: (with_dropout([{"question": c["question"], "answer": c["answer"], "sentence": c["sentence"],
+                                    "source": "rules"}
                                    for c in cloze_questions(p["context"], p["title"], people[p["title"]])],
                                   dropout), [])
            for p in track(paragraphs, description="cloze questions", transient=True)}

@@ -65,16 +65,48 @@ class AnswerRecall:
     """The answers a closed-book adapter may give to a question under `decoding: recall`: those of the `k` trained
     questions most like it (BM25 over the questions and their rewordings), and of the `k` most like it once the
     study questions join them. The adapter still chooses; it chooses among what its nearest lessons taught.
-    Two lookups because the study material's ~10x as many questions would otherwise crowd out the trained ones."""
+    Two lookups because the study material's ~10x as many questions would otherwise crowd out the trained ones.
 
-    def __init__(self, questions: list[tuple[str, str]], study: list[tuple[str, str]] = ()):
+    Study questions made from one sentence (`study` rows `(question, answer, sentence id)`) are one lesson: when one
+    of the `k` nearest is such a question, the answers of its sentence's other questions are offered too. A person
+    asks about a fact in their own words, naming the sentence's other facts ("1868년 반류마루가 탈출한 해역은?"), and
+    the study question that shares most words with it often asks for one of those. An answer the asked question
+    already says is never offered (a question does not hold its answer; `study` drops such pairs too)."""
+
+    def __init__(self, questions: list[tuple[str, str]], study: list[tuple] = ()):
         self.lookups = [RetrievalAnswerer(questions)]
+        self.sentence_of: dict[int, int] = {}  # row of the second lookup -> its study question's sentence
+        self.sentence_answers: dict[int, list[str]] = {}
         if study:
-            self.lookups.append(RetrievalAnswerer(list(questions) + list(study)))
+            self.lookups.append(RetrievalAnswerer(list(questions) + [(row[0], row[1]) for row in study]))
+            for i, row in enumerate(study):
+                if len(row) > 2 and row[2] is not None:
+                    self.sentence_of[len(questions) + i] = row[2]
+                    self.sentence_answers.setdefault(row[2], []).append(row[1])
 
-    def candidates(self, texts: list[str], k: int) -> list[list[str]]:
+    def candidates(self, texts: list[str], k: int, same_sentence: bool = True, drop_asked: bool = True
+                   ) -> list[list[str]]:
+        """Each text's candidate answers (benches turn `same_sentence` / `drop_asked` off to compare)."""
         per_lookup = [lookup.top_answers(texts, k) for lookup in self.lookups]
-        return [list(dict.fromkeys(a for found in row for a in found)) for row in zip(*per_lookup)]
+        if same_sentence and self.sentence_of:
+            per_lookup.append(self._same_sentence_answers(texts, k))
+        rows = [list(dict.fromkeys(a for found in row for a in found)) for row in zip(*per_lookup)]
+        return [_not_asked(text, row) for text, row in zip(texts, rows)] if drop_asked else rows
+
+    def _same_sentence_answers(self, texts: list[str], k: int) -> list[list[str]]:
+        """The answers of the sentences whose study questions are among each text's `k` nearest questions."""
+        lookup = self.lookups[1]
+        docs, _ = lookup.index.retrieve([morphemes(t) for t in texts], k=min(k, len(lookup.questions)),
+                                        show_progress=False)
+        return [[a for d in row if int(d) in self.sentence_of for a in self.sentence_answers[self.sentence_of[int(d)]]]
+                for row in docs]
+
+
+def _not_asked(question: str, answers: list[str]) -> list[str]:
+    """`answers` without those the question already says (spaces ignored); all of them if that leaves none."""
+    squashed = "".join(question.split())
+    kept = [a for a in answers if "".join(a.split()) not in squashed]
+    return kept or answers
 
 
 class ParagraphRetriever:

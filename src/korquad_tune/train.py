@@ -539,22 +539,26 @@ def learned_answers(pairs: list[tuple[str, str]]) -> list[str]:
 
 def learned_questions(run: RunDir, cfg: TrainConfig, pairs: list[tuple[str, str]], passages: bool) -> dict:
     """What `decoding: recall` looks an asked question up in (`questions.json`): the trained questions and rewordings
-    this adapter learned, with those of the adapter it continued from, and apart from them the study questions."""
+    this adapter learned, with those of the adapter it continued from, and apart from them the study questions, each
+    with the number of the sentence it was made from (where the material says: the `rules` backend does)."""
     from korquad_tune.models import read_learned_questions
     study: list = []
     if passages:
         from korquad_tune.passages import load_material
-        study = list(dict.fromkeys((x["question"], x["answer"]) for x in load_material(run)["qa"]))
-    in_study = set(study)
+        sentences: dict[str, int] = {}
+        study = [(x["question"], x["answer"]) + ((sentences.setdefault(x["sentence"], len(sentences)),)
+                                                 if x.get("sentence") else ())
+                 for x in load_material(run)["qa"]]
+    in_study = {row[:2] for row in study}
     questions = [p for p in pairs if p not in in_study]
     if passages and cfg.passages_from is not None:
         questions += (read_learned_questions(run.adapter(cfg.passages_from)) or {}).get("questions", [])
-    return {"questions": _distinct_pairs(questions), "study": _distinct_pairs(study)}
+    return {"questions": _distinct_rows(questions), "study": _distinct_rows(study)}
 
 
-def _distinct_pairs(rows: list) -> list[list[str]]:
-    """Each non-empty (question, answer) once, in order, as JSON lists."""
-    return [list(p) for p in dict.fromkeys(tuple(r) for r in rows) if p[0].strip() and p[1].strip()]
+def _distinct_rows(rows: list) -> list[list]:
+    """Each row with a non-empty question and answer once, in order, as JSON lists."""
+    return [list(r) for r in dict.fromkeys(tuple(r) for r in rows) if r[0].strip() and r[1].strip()]
 
 
 def _save_adapter(trainer, tok, out: Path, cfg: TrainConfig, model_spec: str, name: str, augment: bool,

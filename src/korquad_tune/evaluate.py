@@ -131,8 +131,8 @@ class Systems:
     that half-remembers "1944년" otherwise writes "5000년"; kept to what it learned, it ranks whole answers instead.
     With `decoding="recall"` (the default) each question's trie holds only the answers of the `recall_k` questions
     it learned that are most like the asked one (`questions.json`, `AnswerRecall`): the model picks among what its
-    nearest lessons taught (and the other answers of the sentences its nearest study questions came from; never
-    one the question already says). Adapters without `questions.json` fall back to `learned`, without `answers.json` to
+    nearest lessons taught (and the other answers of the sentences its nearest study questions came from; from the
+    study side never one the question already says). Adapters without `questions.json` fall back to `learned`, without `answers.json` to
     greedy.
     The model loads on first use, once, with every adapter stacked on it.
     """
@@ -216,12 +216,14 @@ class Systems:
         adapter = None if system in ("base", *OPEN_BOOK) else system
         if self._recall_for(adapter, system in OPEN_BOOK):
             asked, k = self.asked[adapter], self.recall_k
-            study = f" and of the {k} most like it among those and its {len(asked['study'])} study questions" \
-                if asked["study"] else ""
-            if any(len(row) > 2 for row in asked["study"]):
-                study += " (with the answers of their sentences' other study questions)"
+            study = ""
+            if asked["study"]:
+                sentences = " (with the other answers of their sentences)" if any(len(row) > 2 for row in
+                                                                                   asked["study"]) else ""
+                study = (f" and of the {k} most like it among those and its {len(asked['study'])} study questions"
+                         f"{sentences}, less those the question says")
             return (f"beam search ({self.beams} beams) over the answers of the {k} of its {len(asked['questions'])} "
-                    f"trained questions most like the asked one{study}, none that the question already says")
+                    f"trained questions most like the asked one{study}")
         answers = self._learned_for(adapter, system in OPEN_BOOK)
         return f"beam search ({self.beams} beams) over its {len(answers)} trained answers" if answers else "greedy"
 

@@ -70,8 +70,8 @@ class AnswerRecall:
     Study questions made from one sentence (`study` rows `(question, answer, sentence id)`) are one lesson: when one
     of the `k` nearest is such a question, the answers of its sentence's other questions are offered too. A person
     asks about a fact in their own words, naming the sentence's other facts ("1868년 반류마루가 탈출한 해역은?"), and
-    the study question that shares most words with it often asks for one of those. An answer the asked question
-    already says is never offered (a question does not hold its answer; `study` drops such pairs too)."""
+    the study question that shares most words with it often asks for one of those. The study side never offers an
+    answer the asked question already says (a question does not hold its answer; `study` drops such pairs too)."""
 
     def __init__(self, questions: list[tuple[str, str]], study: list[tuple] = ()):
         self.lookups = [RetrievalAnswerer(questions)]
@@ -86,12 +86,18 @@ class AnswerRecall:
 
     def candidates(self, texts: list[str], k: int, same_sentence: bool = True, drop_asked: bool = True
                    ) -> list[list[str]]:
-        """Each text's candidate answers (benches turn `same_sentence` / `drop_asked` off to compare)."""
-        per_lookup = [lookup.top_answers(texts, k) for lookup in self.lookups]
+        """Each text's candidate answers: the nearest trained questions' first, as they are (a trained question may
+        hold its own answer: "2012년 중국 BTV에서 … 보도한 나라는?" -> 중국), then the study side's, less those the
+        text says (benches turn `same_sentence` / `drop_asked` off to compare)."""
+        nearest = self.lookups[0].top_answers(texts, k)
+        studied = [lookup.top_answers(texts, k) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
-            per_lookup.append(self._same_sentence_answers(texts, k))
-        rows = [list(dict.fromkeys(a for found in row for a in found)) for row in zip(*per_lookup)]
-        return [_not_asked(text, row) for text, row in zip(texts, rows)] if drop_asked else rows
+            studied.append(self._same_sentence_answers(texts, k))
+        out = []
+        for i, text in enumerate(texts):
+            more = [a for found in studied for a in found[i]]
+            out.append(list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more))))
+        return out
 
     def _same_sentence_answers(self, texts: list[str], k: int) -> list[list[str]]:
         """The answers of the sentences whose study questions are among each text's `k` nearest questions."""
@@ -103,10 +109,9 @@ class AnswerRecall:
 
 
 def _not_asked(question: str, answers: list[str]) -> list[str]:
-    """`answers` without those the question already says (spaces ignored); all of them if that leaves none."""
+    """`answers` without those the question already says (spaces ignored)."""
     squashed = "".join(question.split())
-    kept = [a for a in answers if "".join(a.split()) not in squashed]
-    return kept or answers
+    return [a for a in answers if "".join(a.split()) not in squashed]
 
 
 class ParagraphRetriever:

@@ -1,14 +1,14 @@
 """Free greedy answers against answers kept to what the adapter learned (`eval.decoding`), on one run folder's
 adapters and question sets, with one model load and every mode timed in the same process.
 
-    python bench/decoding.py runs/default aug passages [--modes free,learned-2,recall-2-nearest,recall-2]
+    python bench/decoding.py runs/default aug passages [--modes free,learned-2,recall-2,recall-2-sentences]
                              [--out bench/results/decoding.json]
 
 `free` is plain greedy decoding (the seed's `gen()`, batched); `learned-K` is beam search with K beams, every beam
 kept inside the token trie of the adapter's `answers.json` (the answers it was trained on); `recall-K` the same
 with each question's trie holding only the answers of its nearest trained questions (`questions.json`; `-kN`: N
-nearest, default 3; `-nearest`: session 16's recall, without the other answers of the nearest study questions'
-sentences, keeping answers the question says); `lookup` is the `retrieval` system (BM25 over the training
+nearest, default 3; `-sentences`: also the other answers of the sentences of the nearest study questions, less the
+study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d); `lookup` is the `retrieval` system (BM25 over the training
 questions, no model) for comparison; `-lpX` divides beam scores by length**X instead of length**1 (transformers' default). Prints
 EM per adapter, mode and set, the seconds each took, and the questions whose answer the last mode changed against
 the first. An adapter folder without `answers.json` / `questions.json` (trained before korquad-tune wrote them)
@@ -49,13 +49,15 @@ def ensure_answers(run, name: str) -> None:
 
 
 def parse_mode(mode: str) -> tuple[str, int, int, float, dict]:
-    """"recall-2-k5-lp0-nearest" -> (decoding, beams, recall_k, length_penalty, AnswerRecall.candidates options)."""
+    """"recall-2-k5-lp0-sentences" -> (decoding, beams, recall_k, length_penalty, AnswerRecall.candidates options)."""
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
     beams, k, penalty, options = 1, 3, 1.0, {}
     for part in rest:
-        if part == "nearest":  # session 16's recall: the nearest questions' answers only
-            options = {"same_sentence": False, "drop_asked": False}
+        if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
+            options = {"same_sentence": True, "drop_asked": True}
+        elif part == "unasked":  # ... only: no study answer the question says
+            options = {"drop_asked": True}
         elif part.startswith("lp"):
             penalty = float(part[2:])
         elif part.startswith("k"):

@@ -17,10 +17,10 @@ the passages adapter should clear. It is a proxy: it says nothing about how a mo
     python bench/material_lookup.py --recall 3              # also: how often `decoding: recall` can give the answer
 
 `--recall K` counts, per set, the held-out questions whose gold answer is among the answers `decoding: recall`
-offers the adapter (`AnswerRecall`: the K nearest training questions, the K nearest with the study questions and
-the other answers of those study questions' sentences, none the question says; here without paraphrases): the most
-a recall-decoded adapter can answer, whatever it learnt; `_nearest` the same for session 16's recall (the nearest
-questions' answers only); `_candidates` how many answers were offered in all.
+offers the adapter (`AnswerRecall`: the K nearest training questions and the K nearest with the study questions;
+here without paraphrases): the most a recall-decoded adapter can answer, whatever it learnt; `_sentences` the same
+with AnswerRecall's `same_sentence` and `drop_asked` switches on (also the other answers of those study questions'
+sentences, less the study answers the question says); `_candidates` how many answers were offered in all.
 
 Articles are taken `--group` at a time (a run's worth: the lookup only sees its own group's questions).
 """
@@ -186,7 +186,7 @@ def main() -> None:
             counts[f"{name}_questions"] += lookup_em(questions, sets[name])
             counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name], matches)
             if args.recall:
-                for label, options in (("", {}), ("_nearest", {"same_sentence": False, "drop_asked": False})):
+                for label, options in (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True})):
                     hits, size = recall_hits(questions, study, sets[name], args.recall, **options)
                     counts[f"{name}_recall{args.recall}{label}_offered"] += hits
                     counts[f"{name}_recall{args.recall}{label}_candidates"] += size

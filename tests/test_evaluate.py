@@ -42,9 +42,9 @@ def test_answer_recall_offers_the_answers_of_the_nearest_trained_and_study_quest
         RetrievalAnswerer(pairs).top_answers(["방주는 어떤 나무로 만들었나?"], 2)[0]
 
 
-def test_answer_recall_offers_the_other_answers_of_a_nearest_study_sentence_but_none_the_question_says(run3):
-    """A person asks about one fact of a sentence naming its others: the study question sharing most words with
-    the asked one may ask for another of them; every answer of that sentence is offered, less what is asked."""
+def test_answer_recall_switches_offer_a_nearest_study_sentence_less_what_the_question_says(run3):
+    """`same_sentence`: the answers of the sentence a nearest study question was made from are offered, `drop_asked`:
+    less those the question says; off by default (BENCHMARKS 5d); a trained question keeps its own answer."""
     from korquad_tune.korean_cloze import cloze_questions
     from korquad_tune.retrieval import AnswerRecall
     pairs = run_pairs(run3, augment=False)
@@ -54,12 +54,15 @@ def test_answer_recall_offers_the_other_answers_of_a_nearest_study_sentence_but_
     assert {"1868년", "반류마루", "시나가와"} <= sentence_answers, made
     study = [(c["question"], c["answer"], 0) for c in made]
     asked = "1868년 8월 19일 반류마루가 탈출한 해역은 어디인가?"
-    offered = AnswerRecall(pairs, study).candidates([asked], 1)[0]
+    offered = AnswerRecall(pairs, study).candidates([asked], 1, same_sentence=True, drop_asked=True)[0]
     said = {a for a in sentence_answers if "".join(a.split()) in "".join(asked.split())}
     assert {"1868년", "반류마루"} <= said and not said & set(offered)
     assert sentence_answers - said <= set(offered)
-    nearest = AnswerRecall(pairs, study).candidates([asked], 1, same_sentence=False, drop_asked=False)[0]
+    nearest = AnswerRecall(pairs, study).candidates([asked], 1)[0]  # the default: the nearest answers only
     assert len(nearest) <= 2 < len(sentence_answers - said)
+    trained = "2012년 중국 BTV에서 노아의 방주가 발견되었다고 보도한 나라는?"
+    widened = AnswerRecall([(trained, "중국"), *pairs], [*study, ("BTV가 보도한 나라는?", "중국", 1)])
+    assert widened.candidates([trained], 1, same_sentence=True, drop_asked=True)[0][0] == "중국"
     assert AnswerRecall(pairs, [row[:2] for row in study]).candidates([asked], 1, drop_asked=False) == [nearest]
 
 

@@ -144,8 +144,7 @@ class EvalConfig(BaseModel):
         "trained on; 'free' = any text, greedy (the seed's way)")
     beams: int = Field(BEAMS, ge=1, description="beams for decoding: recall and learned")
     recall_k: int = Field(RECALL_K, ge=1, description="decoding: recall: the answers of this many nearest trained "
-                          "questions, and as many nearest among trained and study questions (with the other answers "
-                          "of those study questions' sentences)")
+                          "questions, and as many nearest among trained and study questions")
 
 
 DEFAULT_PRESET = "cpu-default"

@@ -131,8 +131,7 @@ class Systems:
     that half-remembers "1944년" otherwise writes "5000년"; kept to what it learned, it ranks whole answers instead.
     With `decoding="recall"` (the default) each question's trie holds only the answers of the `recall_k` questions
     it learned that are most like the asked one (`questions.json`, `AnswerRecall`): the model picks among what its
-    nearest lessons taught (and the other answers of the sentences its nearest study questions came from; from the
-    study side never one the question already says). Adapters without `questions.json` fall back to `learned`, without `answers.json` to
+    nearest lessons taught. Adapters without `questions.json` fall back to `learned`, without `answers.json` to
     greedy.
     The model loads on first use, once, with every adapter stacked on it.
     """
@@ -147,7 +146,7 @@ class Systems:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         self.decoding, self.beams, self.recall_k = decoding, beams, recall_k
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
-        self.recall_options: dict = {}  # AnswerRecall.candidates' switches (benches turn them off to compare)
+        self.recall_options: dict = {}  # AnswerRecall.candidates' switches (off; benches turn them on to compare)
         # read now: a folder that is not an adapter fails before any model loads
         self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
         self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
@@ -216,12 +215,8 @@ class Systems:
         adapter = None if system in ("base", *OPEN_BOOK) else system
         if self._recall_for(adapter, system in OPEN_BOOK):
             asked, k = self.asked[adapter], self.recall_k
-            study = ""
-            if asked["study"]:
-                sentences = " (with the other answers of their sentences)" if any(len(row) > 2 for row in
-                                                                                   asked["study"]) else ""
-                study = (f" and of the {k} most like it among those and its {len(asked['study'])} study questions"
-                         f"{sentences}, less those the question says")
+            study = f" and of the {k} most like it among those and its {len(asked['study'])} study questions" \
+                if asked["study"] else ""
             return (f"beam search ({self.beams} beams) over the answers of the {k} of its {len(asked['questions'])} "
                     f"trained questions most like the asked one{study}")
         answers = self._learned_for(adapter, system in OPEN_BOOK)

@@ -8,8 +8,10 @@ Same model, same questions (the 85 of the default run), same 2 CPU threads, meas
 Both are also timed in plain fp32 (korquad-tune) and under the same autocast (the baseline), so the ratio can be
 split into what the batching does and what the autocast does.
 Prints questions/second for each and the ratios; `--adapter` measures a fine-tuned model instead of the base,
-and, where the adapter has its `answers.json`, also `decoding: learned` (beam search kept to those answers, what
-`ask`, `evaluate` and `run` do by default since session 15) against the same baseline.
+and, where the adapter has its `answers.json`, also `decoding: learned` (beam search kept to those answers), and
+where it has its `questions.json`, `decoding: recall` (the default of `ask`, `evaluate` and `run` since session 16:
+the beams kept to the answers of each question's nearest trained questions, the BM25 lookup timed too) against the
+same baseline.
 
     python bench/generation.py [--model gemma3-270m] [--adapter runs/default/adapters/aug] [--limit 85]
 """
@@ -22,8 +24,9 @@ import time
 
 import torch
 
-from korquad_tune.generate import BATCH_SIZE, BEAMS
-from korquad_tune.models import read_learned_answers
+from korquad_tune.generate import BATCH_SIZE, BEAMS, RECALL_K
+from korquad_tune.models import read_learned_answers, read_learned_questions
+from korquad_tune.retrieval import AnswerRecall
 from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
 
 
@@ -85,10 +88,19 @@ def main() -> None:
     batched, ours_s = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
                                                            max_new_tokens=32))
     learned = read_learned_answers(args.adapter) if args.adapter else None
-    kept = None
+    kept = recalled = None
     if learned:
         kept = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
                                                    max_new_tokens=32, answers=learned, num_beams=BEAMS))
+    asked = read_learned_questions(args.adapter) if args.adapter else None
+    if asked:  # the default decoding: each question's beams kept to its nearest questions' answers
+        index = AnswerRecall(asked["questions"], asked["study"])  # built once per process, as `Systems` does
+
+        def recall():
+            per_prompt = index.candidates(questions, RECALL_K)  # the lookups are timed
+            return generate_from_prompts(model, tok, prompts, batch_size=args.batch_size, max_new_tokens=32,
+                                         answers=learned, num_beams=BEAMS, answers_per_prompt=per_prompt)
+        recalled = timed(recall)
 
     n = len(questions)
     result = {"model": args.model, "adapter": args.adapter, "questions": n,
@@ -104,6 +116,10 @@ def main() -> None:
               **({"korquad_tune_learned_q_per_s": n / kept[1], "speedup_learned": base_s / kept[1],
                   "beams": BEAMS, "learned_answers": len(learned),
                   "answers_changed_by_learned": sum(a != b for a, b in zip(batched, kept[0]))} if kept else {}),
+              **({"korquad_tune_recall_q_per_s": n / recalled[1], "speedup_recall": base_s / recalled[1],
+                  "recall_k": RECALL_K,
+                  "answers_changed_by_recall": sum(a != b for a, b in zip(batched, recalled[0]))}
+                 if recalled else {}),
               "baseline_s": base_s, "korquad_tune_s": ours_s,
               "example": {"question": questions[0], "baseline": baseline[0][:120], "korquad_tune": batched[0]}}
     print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -8,8 +8,9 @@ adapters and question sets, with one model load and every mode timed in the same
 kept inside the token trie of the adapter's `answers.json` (the answers it was trained on); `recall-K` the same
 with each question's trie holding only the answers of its nearest trained questions (`questions.json`; `-kN`: N
 nearest, default 3; `-sentences`: also the other answers of the sentences of the nearest study questions, less the
-study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d); `lookup` is the `retrieval` system (BM25 over the training
-questions, no model) for comparison; `-lpX` divides beam scores by length**X instead of length**1 (transformers' default). Prints
+study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d); `lookup` is the
+`retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
+length**X instead of length**1 (transformers' default). Prints
 EM per adapter, mode and set, the seconds each took, and the questions whose answer the last mode changed against
 the first. An adapter folder without `answers.json` / `questions.json` (trained before korquad-tune wrote them)
 gets them rebuilt from the run folder: the same pairs `train` would build for it.

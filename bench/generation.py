@@ -26,8 +26,8 @@ import torch
 
 from korquad_tune.generate import BATCH_SIZE, BEAMS, RECALL_K
 from korquad_tune.models import read_learned_answers, read_learned_questions
-from korquad_tune.retrieval import AnswerRecall
 from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
+from korquad_tune.retrieval import AnswerRecall
 
 
 def alpaca(questions, tok):

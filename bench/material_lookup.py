@@ -138,15 +138,9 @@ def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: l
             sum(map(len, offered)))
 
 
-def study_rows(material: list[dict]) -> list[tuple]:
-    """(question, answer, sentence number) as `train` writes them into questions.json."""
-    sentences: dict[str, int] = {}
-    return [(m["question"], m["answer"], sentences.setdefault(m["sentence"], len(sentences))) for m in material]
-
-
 def main() -> None:
     from korquad_tune.data import HELDOUT_SETS, shipped_dev_path, split_heldout
-    from korquad_tune.passages import _key
+    from korquad_tune.passages import _key, study_rows
 
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=None, help="SQuAD-format file (default: the shipped dev set)")

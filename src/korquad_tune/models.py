@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gemma3-270m"
 ADAPTER_META = "korquad_tune.json"  # written by train next to every adapter
 LEARNED_ANSWERS = "answers.json"  # the answers a closed-book adapter was trained on (decoding may keep to them)
-LEARNED_QUESTIONS = "questions.json"  # the questions it learned them from ({questions: [[q, a]...], study: [[q, a, sentence]...]})
+# the questions it learned them from: {questions: [[q, a], ...], study: [[q, a, sentence number], ...]}
+LEARNED_QUESTIONS = "questions.json"
 
 
 def cache_dir() -> Path:

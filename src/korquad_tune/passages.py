@@ -191,6 +191,14 @@ def load_material(run: RunDir) -> dict:
     return doc
 
 
+def study_rows(qa: list[dict]) -> list[tuple]:
+    """(question, answer, sentence number) of each material question, as `questions.json` keeps them: one number per
+    distinct sentence; (question, answer) where the backend does not say which sentence (only `rules` does)."""
+    sentences: dict[str, int] = {}
+    return [(x["question"], x["answer"]) + ((sentences.setdefault(x["sentence"], len(sentences)),)
+                                            if x.get("sentence") else ()) for x in qa]
+
+
 def material_texts(doc: dict) -> list[str]:
     """Plain texts to learn: each paragraph under its title, then the statements, if any."""
     from korquad_tune.korean_cloze import clean_title

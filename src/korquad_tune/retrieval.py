@@ -104,8 +104,8 @@ class AnswerRecall:
         lookup = self.lookups[1]
         docs, _ = lookup.index.retrieve([morphemes(t) for t in texts], k=min(k, len(lookup.questions)),
                                         show_progress=False)
-        return [[a for d in row if int(d) in self.sentence_of for a in self.sentence_answers[self.sentence_of[int(d)]]]
-                for row in docs]
+        return [[a for d in row if int(d) in self.sentence_of
+                 for a in self.sentence_answers[self.sentence_of[int(d)]]] for row in docs]
 
 
 def _not_asked(question: str, answers: list[str]) -> list[str]:

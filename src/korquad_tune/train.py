@@ -544,11 +544,8 @@ def learned_questions(run: RunDir, cfg: TrainConfig, pairs: list[tuple[str, str]
     from korquad_tune.models import read_learned_questions
     study: list = []
     if passages:
-        from korquad_tune.passages import load_material
-        sentences: dict[str, int] = {}
-        study = [(x["question"], x["answer"]) + ((sentences.setdefault(x["sentence"], len(sentences)),)
-                                                 if x.get("sentence") else ())
-                 for x in load_material(run)["qa"]]
+        from korquad_tune.passages import load_material, study_rows
+        study = study_rows(load_material(run)["qa"])
     in_study = {row[:2] for row in study}
     questions = [p for p in pairs if p not in in_study]
     if passages and cfg.passages_from is not None:

@@ -14,6 +14,7 @@ the passages adapter should clear. It is a proxy: it says nothing about how a mo
 
     python bench/material_lookup.py [--skip 3] [--articles 40] [--group 3] [--out bench/results/material_lookup.json]
     python bench/material_lookup.py --run runs/default     # a run folder's own sets and material.json
+    python bench/material_lookup.py --run runs/default --recall 3   # ... and what recall offers its passages adapter
     python bench/material_lookup.py --recall 3              # also: how often `decoding: recall` can give the answer
 
 `--recall K` counts, per set, the held-out questions whose gold answer is among the answers `decoding: recall`
@@ -111,10 +112,14 @@ def uncovered(pairs: list[tuple[str, str]], held: list[dict], counts: Counter) -
     return out
 
 
-def run_folder(run_dir: Path) -> dict:
-    """The same two lookups on a finished run folder: its training questions, its material, its held-out sets."""
+def run_folder(run_dir: Path, recall: int = 0) -> dict:
+    """The same two lookups on a finished run folder: its training questions, its material, its held-out sets; with
+    `recall`, also the gold answers `decoding: recall` offers its passages adapter, from that adapter's own
+    questions.json (paraphrases included), with AnswerRecall's switches off and on."""
     from korquad_tune.data import HELDOUT_SETS, load_qa
     from korquad_tune.fileio import read_json, read_jsonl
+    from korquad_tune.models import read_learned_questions
+    asked = read_learned_questions(run_dir / "adapters" / "passages") if recall else None
     questions = [(r["question"], r["answers"][0]) for r in load_qa(run_dir)]
     material = [(m["question"], m["answer"]) for m in read_json(run_dir / "material.json")["qa"]]
     out: dict = {"material": len(material)}
@@ -122,6 +127,11 @@ def run_folder(run_dir: Path) -> dict:
         held = read_jsonl(run_dir / f"{name}.jsonl")
         out.update({f"{name}_n": len(held), f"{name}_questions": lookup_em(questions, held),
                     f"{name}_questions+material": lookup_em(questions + material, held)})
+        if asked:
+            for label, options in (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True})):
+                hits, size = recall_hits(asked["questions"], asked["study"], held, recall, **options)
+                out.update({f"{name}_recall{recall}{label}_offered": hits,
+                            f"{name}_recall{recall}{label}_candidates": size})
     return out
 
 
@@ -157,7 +167,7 @@ def main() -> None:
                    "candidates with this recall_k")
     args = p.parse_args()
     if args.run:
-        print(json.dumps(run_folder(Path(args.run)), ensure_ascii=False))
+        print(json.dumps(run_folder(Path(args.run), args.recall), ensure_ascii=False))
         return
     raw = Path(args.data).read_bytes() if args.data else gzip.decompress(shipped_dev_path().read_bytes())
     data = json.loads(raw)["data"][args.skip:args.skip + args.articles]

@@ -249,6 +249,20 @@ def test_a_person_is_also_asked_for_by_a_title_that_says_whose_it_is():
     assert not any(q.endswith("이름은?") for q, _ in pairs)
 
 
+def test_a_name_kiwi_cuts_apart_an_ordinal_and_a_lists_first_item_are_asked_for():
+    """Kiwi reads unknown names as syllables of other words (이형구 -> 이/JKS 형구/NNG): asked for whole; "제11회" is
+    asked with 몇; "A과 B에게" asks for A as a list's first item (the gaps of BENCHMARKS 5d, dev 86-88)."""
+    pairs = set(sentence_questions("법원은 전 노동부장관 이형구에 대해 징역2년을 선고했다.", ""))
+    assert ("법원이 전 대해 징역2년을 선고한 노동부장관은?", "이형구") in pairs
+    assert "형구" not in {a for _, a in pairs}
+    assert ("그는 1970년 몇 회 사법시험에 합격했는가?", "제11회") in set(
+        sentence_questions("그는 1970년 제11회 사법시험에 합격했다.", ""))
+    pairs = set(sentence_questions("법원은 이창복 집행위원장과 집행위원에게 징역을 선고했다.", ""))
+    assert ("법원은 누구와 집행위원에게 징역을 선고했는가?", "이창복 집행위원장") in pairs
+    assert ("법원이 집행위원에게 징역을 선고한 집행위원장은?", "이창복") in pairs
+    assert sentence_questions("그는 이번에 회의에 참석했다.", "") == []  # "이번에" is no name
+
+
 def test_a_counter_word_is_asked_for_whole():
     pairs = set(sentence_questions("폰을 8번째 랭크까지 전진시키면 그 폰은 프로모션을 하게 된다.", ""))
     assert ("폰을 몇 번째 랭크까지 전진시키면 그 폰은 프로모션을 하게 되는가?", "8번째") in pairs

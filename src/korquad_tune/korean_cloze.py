@@ -42,6 +42,50 @@ MAX_QUESTION_CHARS = 160
 
 
 @dataclass(frozen=True)
+class Token:  # the fields of a Kiwi token this module reads, for tokens it merges
+    form: str
+    tag: str
+    start: int
+    len: int
+
+
+_NAME_PIECE_TAGS = {"MM", "NNG", "NNP", "NNB", "XSN", "XPN", "NR", "MAG"}
+
+
+def _tokens(text: str) -> list:
+    """Kiwi's tokens, with a Korean name it cut apart put back together as one proper noun: Kiwi reads an unknown
+    name as syllables of other words ("이창복" -> 이/MM 창/NNG 복/NNG, "이형구" -> 이/MM 형구/NNG), and a question
+    then asks for "형구". A word opening with three syllables, a family name first, in two or three pieces of at most
+    two syllables each, with a particle or nothing after them, is such a name."""
+    tokens = list(_kiwi().tokenize(text))
+    out: list = []
+    i = 0
+    while i < len(tokens):
+        j = i + 1  # the pieces of one word: tokens with no gap between them
+        while j < len(tokens) and _gap(tokens, j) == 0 and tokens[j].tag in _NAME_PIECE_TAGS:
+            j += 1
+        pieces = tokens[i:j]
+        word = "".join(t.form for t in pieces)
+        rest = tokens[j] if j < len(tokens) and _gap(tokens, j) == 0 else None
+        if 2 <= len(pieces) <= 3 and _korean_name(word) and text[pieces[0].start:pieces[-1].start + pieces[-1].len] \
+                == word and all(t.tag in _NAME_PIECE_TAGS and len(t.form) <= 2 for t in pieces[1:]) \
+                and _family_name_piece(pieces[0]) \
+                and (i == 0 or _gap(tokens, i) > 0) and (rest is None or rest.tag.startswith("J")):
+            out.append(Token(word, "NNP", pieces[0].start, len(word)))
+            i = j
+            continue
+        out.append(tokens[i])
+        i += 1
+    return out
+
+
+def _family_name_piece(token) -> bool:
+    """The first piece of a name Kiwi cut apart is the family name alone: 홍/NNP, 이/MM ("this") or 이/JKS (a
+    subject particle); not 연설/NNG (연설자), 신/XPN (신기술) or a determiner like 전/MM (전세계)."""
+    return len(token.form) == 1 and (token.tag in ("NNP", "NNG") or token.form == "이")
+
+
+@dataclass(frozen=True)
 class Chunk:
     start: int  # token index of the first token
     end: int  # token index after the last token
@@ -83,9 +127,11 @@ def _chunks(tokens) -> list[Chunk]:
             out.append(Chunk(i, j, "quantity" if is_year_span and j == i + 2 else "date"))
             i = j
             continue
-        # quantities: SN (+ 만/억) + a counter word right after it (12명, 870만 종, 100m)
-        if t.tag == "SN":
-            j = i + 1
+        # quantities: SN (+ 만/억) + a counter word right after it (12명, 870만 종, 100m); an ordinal with 제 (제11회)
+        ordinal = t.tag == "XPN" and t.form == "제" and i + 1 < len(tokens) and tokens[i + 1].tag == "SN" \
+            and _gap(tokens, i + 1) == 0
+        if t.tag == "SN" or ordinal:
+            j = i + 1 + ordinal
             while j < len(tokens) and tokens[j].tag == "NR" and _gap(tokens, j) == 0:
                 j += 1
             if j < len(tokens) and tokens[j].tag in ("NNB", "NNG", "SL") and _gap(tokens, j) <= 1 \
@@ -168,7 +214,8 @@ def _surface(text: str, tokens, chunk: Chunk) -> str:
 
 def _counter(text: str, tokens, chunk: Chunk) -> str:
     """The counter word of a quantity, everything after its number: "명", "번째", "제곱킬로미터"."""
-    first = next((i for i in range(chunk.start, chunk.end) if tokens[i].tag not in ("SN", "NR")), chunk.end - 1)
+    first = next((i for i in range(chunk.start, chunk.end) if tokens[i].tag not in ("SN", "NR", "XPN")),
+                 chunk.end - 1)
     last = tokens[chunk.end - 1]
     return text[tokens[first].start:last.start + last.len]
 
@@ -264,6 +311,8 @@ def _wh_phrase(kind: str, surface: str, counter: str, next_tag: str, next_form: 
         if next_form in ("와", "과", "하고", "랑", "이랑"):
             return ("누구" if person else "무엇") + particle("누구" if person else "무엇", "과/와")
         return None
+    if next_tag == "JC" and next_form in ("와", "과"):  # "이창복 집행위원장과 집행위원에게": a list's first item
+        return ("누구" if person else "무엇") + particle("누구" if person else "무엇", "과/와")
     if next_tag == "JKG":
         return "누구의" if person else "무엇의"
     if next_tag == "VCP":
@@ -390,10 +439,10 @@ def sentence_questions(sentence: str, title: str = "", person: str | None = None
     topic = clean_title(title)
     topic_phrase = f"{topic}{particle(topic, '은/는')}" if topic else ""
     pairs = []
-    tokens = _kiwi().tokenize(sentence)
+    tokens = _tokens(sentence)
     for clause in clauses(tokens):
         text = sentence[clause[0].start:clause[-1].start + clause[-1].len].strip(" ,")
-        clause_tokens = _kiwi().tokenize(text)
+        clause_tokens = _tokens(text)
         pairs += _clause_questions(text, clause_tokens, topic_phrase, topic)
         topic_phrase = _subject_phrase(text, clause_tokens) or topic_phrase
     if person:

@@ -251,7 +251,7 @@ def test_a_person_is_also_asked_for_by_a_title_that_says_whose_it_is():
 
 def test_a_name_kiwi_cuts_apart_an_ordinal_and_a_lists_first_item_are_asked_for():
     """Kiwi reads unknown names as syllables of other words (이형구 -> 이/JKS 형구/NNG): asked for whole; "제11회" is
-    asked with 몇; "A과 B에게" asks for A as a list's first item (the gaps of BENCHMARKS 5d, dev 86-88)."""
+    asked with 몇; "A과 B에게" asks for A as a list's first item; "샬케 04" is one name (gaps of BENCHMARKS 5d)."""
     pairs = set(sentence_questions("법원은 전 노동부장관 이형구에 대해 징역2년을 선고했다.", ""))
     assert ("법원이 전 대해 징역2년을 선고한 노동부장관은?", "이형구") in pairs
     assert "형구" not in {a for _, a in pairs}
@@ -261,6 +261,9 @@ def test_a_name_kiwi_cuts_apart_an_ordinal_and_a_lists_first_item_are_asked_for(
     assert ("법원은 누구와 집행위원에게 징역을 선고했는가?", "이창복 집행위원장") in pairs
     assert ("법원이 집행위원에게 징역을 선고한 집행위원장은?", "이창복") in pairs
     assert sentence_questions("그는 이번에 회의에 참석했다.", "") == []  # "이번에" is no name
+    pairs = set(sentence_questions("데뷔골은 11월 6일 샬케 04와의 경기에서 기록했다.", ""))
+    assert ("데뷔골은 11월 6일 무엇과의 경기에서 기록했는가?", "샬케 04") in pairs  # a number ending a name
+    assert "04" not in {a for _, a in pairs}
 
 
 def test_a_counter_word_is_asked_for_whole():

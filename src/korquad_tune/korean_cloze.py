@@ -142,7 +142,8 @@ def _chunks(tokens) -> list[Chunk]:
                 continue
         j = i + 1
         while j < len(tokens) and tokens[j].tag in _NOMINAL and _gap(tokens, j) <= 1 \
-                and not _is_boundary(tokens, j) and not (tokens[j].tag == "SN" and _gap(tokens, j) > 0):
+                and not _is_boundary(tokens, j) and not (tokens[j].tag == "SN" and _gap(tokens, j) > 0
+                                                         and not _number_of_a_name(tokens, j)):
             j += 1
         j = _through_former_title(tokens, j)
         out.append(Chunk(i, j, "noun"))
@@ -151,6 +152,12 @@ def _chunks(tokens) -> list[Chunk]:
             out.append(Chunk(i, j + 2, "noun"))  # a name with a number in it: 대포동 2호, 아폴로 11호
         i = j
     return out
+
+
+def _number_of_a_name(tokens, j: int) -> bool:
+    """"샬케 04와", "아폴로 11에": a number standing as the last word of a name (no counter after it) belongs to it."""
+    after = tokens[j + 1] if j + 1 < len(tokens) else None
+    return tokens[j - 1].tag == "NNP" and (after is None or _gap(tokens, j + 1) > 0 or after.tag.startswith("J"))
 
 
 _FORMER = {"전", "당시", "현", "前"}

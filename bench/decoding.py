@@ -8,7 +8,8 @@ adapters and question sets, with one model load and every mode timed in the same
 kept inside the token trie of the adapter's `answers.json` (the answers it was trained on); `recall-K` the same
 with each question's trie holding only the answers of its nearest trained questions (`questions.json`; `-kN`: N
 nearest, default 3; `-sentences`: also the other answers of the sentences of the nearest study questions, less the
-study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d); `lookup` is the
+study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d; `-anyspan`: study
+answers kept where they are a wider or narrower span of a nearest trained answer, as before session 18, 5e); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
 EM per adapter, mode and set, the seconds each took, and the questions whose answer the last mode changed against
@@ -57,6 +58,8 @@ def parse_mode(mode: str) -> tuple[str, int, int, float, dict]:
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {"same_sentence": True, "drop_asked": True}
+        elif part == "anyspan":  # study answers kept even where they are a wider/narrower span of a trained one
+            options = {"trained_spans": False}
         elif part == "unasked":  # ... only: no study answer the question says
             options = {"drop_asked": True}
         elif part.startswith("lp"):

@@ -66,6 +66,21 @@ def test_answer_recall_switches_offer_a_nearest_study_sentence_less_what_the_que
     assert AnswerRecall(pairs, [row[:2] for row in study]).candidates([asked], 1, drop_asked=False) == [nearest]
 
 
+def test_answer_recall_keeps_the_span_a_person_chose_for_a_trained_answer():
+    """A study answer that is a wider or narrower span of a nearest trained answer is not offered beside it (the
+    adapter traded "울산 현대" for the cloze rules' "K리그 팀 울산 현대", BENCHMARKS 5e); other study answers are."""
+    from korquad_tune.retrieval import AnswerRecall
+    trained = [("1990년 차범근이 감독을 맡은 K리그 팀은?", "울산 현대"), ("차범근이 태어난 곳은?", "화성")]
+    study = [("차범근은 1990년 무엇의 감독을 맡았는가?", "K리그 팀 울산 현대"),
+             ("차범근은 1990년 어느 리그 팀의 감독을 맡았는가?", "울산"), ("차범근이 감독을 맡은 해는?", "1990년")]
+    asked = ["1990년 차범근이 감독을 맡은 팀은?"]
+    offered = AnswerRecall(trained, study).candidates(asked, 5)[0]
+    assert "울산 현대" in offered and "1990년" in offered
+    assert "K리그 팀 울산 현대" not in offered and "울산" not in offered
+    wide = AnswerRecall(trained, study).candidates(asked, 5, trained_spans=False)[0]
+    assert {"K리그 팀 울산 현대", "울산"} <= set(wide)
+
+
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     qa = load_qa(tiny_run)

@@ -86,9 +86,12 @@ class AnswerRecall:
                     self.sentence_of[len(questions) + i] = row[2]
                     self.sentence_answers.setdefault(row[2], []).append(row[1])
 
-    def candidates(self, texts: list[str], k: int, same_sentence: bool = False, drop_asked: bool = False
-                   ) -> list[list[str]]:
-        """Each text's candidate answers: the nearest trained questions' first, then the study side's."""
+    def candidates(self, texts: list[str], k: int, same_sentence: bool = False, drop_asked: bool = False,
+                   trained_spans: bool = True) -> list[list[str]]:
+        """Each text's candidate answers: the nearest trained questions' first, then the study side's. With
+        `trained_spans` (on) no study answer that is a wider or narrower span of a nearest trained answer ("아펜젤러"
+        beside "아펜젤러 선교사", "K리그 팀 울산 현대" beside "울산 현대"): where a person chose the span of that thing,
+        theirs stands, and the adapter no longer trades it for the cloze rules' cut (BENCHMARKS 5e)."""
         nearest = self.lookups[0].top_answers(texts, k)
         studied = [lookup.top_answers(texts, k) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
@@ -96,6 +99,8 @@ class AnswerRecall:
         out = []
         for i, text in enumerate(texts):
             more = [a for found in studied for a in found[i]]
+            if trained_spans:
+                more = [a for a in more if a in nearest[i] or not any(_overlapping(a, t) for t in nearest[i])]
             out.append(list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more))))
         return out
 
@@ -106,6 +111,12 @@ class AnswerRecall:
                                         show_progress=False)
         return [[a for d in row if int(d) in self.sentence_of
                  for a in self.sentence_answers[self.sentence_of[int(d)]]] for row in docs]
+
+
+def _overlapping(a: str, b: str) -> bool:
+    """One answer is a wider or narrower span of the other (spaces ignored)."""
+    a, b = "".join(a.split()), "".join(b.split())
+    return a != b and (a in b or b in a)
 
 
 def _not_asked(question: str, answers: list[str]) -> list[str]:

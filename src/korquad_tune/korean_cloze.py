@@ -54,7 +54,7 @@ _NAME_PIECE_TAGS = {"MM", "NNG", "NNP", "NNB", "XSN", "XPN", "NR", "MAG"}
 
 def _tokens(text: str) -> list:
     """Kiwi's tokens, with a Korean name it cut apart put back together as one proper noun: Kiwi reads an unknown
-    name as syllables of other words ("이창복" -> 이/MM 창/NNG 복/NNG, "이형구" -> 이/MM 형구/NNG), and a question
+    name as syllables of other words ("이창복" -> 이/MM 창/NNG 복/NNG, "이형구" -> 이/JKS 형구/NNG), and a question
     then asks for "형구". A word opening with three syllables, a family name first, in two or three pieces of at most
     two syllables each, with a particle or nothing after them, is such a name."""
     tokens = list(_kiwi().tokenize(text))
@@ -67,9 +67,9 @@ def _tokens(text: str) -> list:
         pieces = tokens[i:j]
         word = "".join(t.form for t in pieces)
         rest = tokens[j] if j < len(tokens) and _gap(tokens, j) == 0 else None
-        if 2 <= len(pieces) <= 3 and _korean_name(word) and text[pieces[0].start:pieces[-1].start + pieces[-1].len] \
-                == word and all(t.tag in _NAME_PIECE_TAGS and len(t.form) <= 2 for t in pieces[1:]) \
-                and _family_name_piece(pieces[0]) \
+        spelled_as_is = text[pieces[0].start:pieces[-1].start + pieces[-1].len] == word  # no contracted forms
+        if 2 <= len(pieces) <= 3 and _korean_name(word) and spelled_as_is and _family_name_piece(pieces[0]) \
+                and all(len(t.form) <= 2 for t in pieces[1:]) \
                 and (i == 0 or _gap(tokens, i) > 0) and (rest is None or rest.tag.startswith("J")):
             out.append(Token(word, "NNP", pieces[0].start, len(word)))
             i = j

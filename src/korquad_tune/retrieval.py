@@ -100,7 +100,7 @@ class AnswerRecall:
         for i, text in enumerate(texts):
             more = [a for found in studied for a in found[i]]
             if trained_spans:
-                more = [a for a in more if a in nearest[i] or not any(_overlapping(a, t) for t in nearest[i])]
+                more = [a for a in more if not any(_overlapping(a, t) for t in nearest[i])]
             out.append(list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more))))
         return out
 

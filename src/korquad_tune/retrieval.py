@@ -73,7 +73,8 @@ class AnswerRecall:
     asking about one of them, and over 40 articles this offers the gold answer for 55% of unseen facts instead of
     43% — but those answers are the ones most easily confused; `drop_asked` drops the study side's answers that the
     asked question already says. The nearest trained questions' answers are always offered as they are (a trained
-    question may hold its own answer: "2012년 중국 BTV에서 … 보도한 나라는?" -> 중국)."""
+    question may hold its own answer: "2012년 중국 BTV에서 … 보도한 나라는?" -> 중국). A third, `trained_spans`, is on:
+    see `candidates`."""
 
     def __init__(self, questions: list[tuple[str, str]], study: list[tuple] = ()):
         self.lookups = [RetrievalAnswerer(questions)]

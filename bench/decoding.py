@@ -9,7 +9,8 @@ kept inside the token trie of the adapter's `answers.json` (the answers it was t
 with each question's trie holding only the answers of its nearest trained questions (`questions.json`; `-kN`: N
 nearest, default 3; `-sentences`: also the other answers of the sentences of the nearest study questions, less the
 study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d; `-anyspan`: study
-answers kept where they are a wider or narrower span of a nearest trained answer, as before session 18, 5e); `lookup` is the
+answers kept where they are a wider or narrower span of a nearest trained answer, as before session 18, 5e;
+`-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
 EM per adapter, mode and set, the seconds each took, and the questions whose answer the last mode changed against
@@ -59,7 +60,9 @@ def parse_mode(mode: str) -> tuple[str, int, int, float, dict]:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {"same_sentence": True, "drop_asked": True}
         elif part == "anyspan":  # study answers kept even where they are a wider/narrower span of a trained one
-            options = {"trained_spans": False}
+            options = {**options, "trained_spans": False}
+        elif part == "anytype":  # answers of any kind, whatever the question's wh-word asks for
+            options = {**options, "typed": False}
         elif part == "unasked":  # ... only: no study answer the question says
             options = {"drop_asked": True}
         elif part.startswith("lp"):

@@ -21,7 +21,8 @@ the passages adapter should clear. It is a proxy: it says nothing about how a mo
 offers the adapter (`AnswerRecall`: the K nearest training questions and the K nearest with the study questions;
 here without paraphrases): the most a recall-decoded adapter can answer, whatever it learnt; `_sentences` the same
 with AnswerRecall's `same_sentence` and `drop_asked` switches on (also the other answers of those study questions'
-sentences, less the study answers the question says); `_candidates` how many answers were offered in all.
+sentences, less the study answers the question says); `_anytype` without the filter that keeps the answers of the
+kind the question's wh-word asks for (a number for 언제 / 몇); `_candidates` how many answers were offered in all.
 
 Articles are taken `--group` at a time (a run's worth: the lookup only sees its own group's questions).
 """
@@ -128,11 +129,15 @@ def run_folder(run_dir: Path, recall: int = 0) -> dict:
         out.update({f"{name}_n": len(held), f"{name}_questions": lookup_em(questions, held),
                     f"{name}_questions+material": lookup_em(questions + material, held)})
         if asked:
-            for label, options in (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True})):
+            for label, options in RECALL_VARIANTS:
                 hits, size = recall_hits(asked["questions"], asked["study"], held, recall, **options)
                 out.update({f"{name}_recall{recall}{label}_offered": hits,
                             f"{name}_recall{recall}{label}_candidates": size})
     return out
+
+
+# AnswerRecall as `decoding: recall` runs it, with the two sentence switches on, and without the answer-type filter
+RECALL_VARIANTS = (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True}), ("_anytype", {"typed": False}))
 
 
 def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: list[dict], k: int,
@@ -190,7 +195,7 @@ def main() -> None:
             counts[f"{name}_questions"] += lookup_em(questions, sets[name])
             counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name], matches)
             if args.recall:
-                for label, options in (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True})):
+                for label, options in RECALL_VARIANTS:
                     hits, size = recall_hits(questions, study, sets[name], args.recall, **options)
                     counts[f"{name}_recall{args.recall}{label}_offered"] += hits
                     counts[f"{name}_recall{args.recall}{label}_candidates"] += size

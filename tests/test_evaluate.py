@@ -81,6 +81,25 @@ def test_answer_recall_keeps_the_span_a_person_chose_for_a_trained_answer():
     assert {"K리그 팀 울산 현대", "울산"} <= set(wide)
 
 
+def test_answer_recall_offers_answers_of_the_kind_the_question_asks():
+    """`typed` (on): a question asking 몇 명 / 언제 gets the nearest answers with a number (and the counter), one asking
+    누구 / 어디 none that starts with one; the last wh-word decides; where no answer is of that kind, all stay."""
+    from korquad_tune.retrieval import AnswerRecall, asked_type
+    trained = [("차범근의 아들은 누구인가?", "차두리"), ("차범근이 독일로 간 해는?", "1978년")]
+    study = [("차범근은 자식을 몇 명 두었다고 밝혔는가?", "2008년"), ("차범근의 자식은?", "2남 1녀"),
+             ("차범근이 자식을 함께 둔 사람은?", "오은미")]
+    recall = AnswerRecall(trained, study)
+    asked = ["차범근은 자식을 몇 명 두었는가?", "차범근이 자식을 몇 명 두었다고 밝힌 사람은 누구인가?"]
+    assert [found[-1] for found in recall.candidates(asked, 1, typed=False)] == ["2008년", "2008년"]
+    assert recall.candidates(asked, 1) == [["1978년", "2남 1녀"], ["차두리", "오은미"]]
+    assert recall.candidates(["차범근이 좋아하는 것은?"], 1) == recall.candidates(["차범근이 좋아하는 것은?"], 1, typed=False)
+    assert AnswerRecall([("노아의 방주를 만든 사람은?", "노아")]).candidates(["방주는 언제 만들었나?"], 1) == [["노아"]]
+    assert not asked_type("몇몇 평론가들은 무엇이라고 말했나?")
+    counted, number = asked_type("히데코는 몇 살이었는가?")
+    assert counted("만 53세") and not counted("1953년") and number("1953년")
+    assert asked_type("언제나 볼 수 있어야 하는 것은 누구인가?")[0]("2008년") is False
+
+
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     qa = load_qa(tiny_run)

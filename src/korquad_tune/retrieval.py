@@ -53,19 +53,14 @@ class RetrievalAnswerer:
         docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=1, show_progress=False)
         return [self.answers[int(d[0])] for d in docs]
 
-    def top_answers(self, questions: list[str], k: int, typed: bool = False) -> list[list[str]]:
-        """For each question, the answers of its best matches, best first, until `k` different answers. `typed`:
-        only answers of the kind the question asks for (`asked_type`), where its matches hold any."""
+    def top_answers(self, questions: list[str], k: int) -> list[list[str]]:
+        """For each question, the answers of its best matches, best first, until `k` different answers."""
         if not questions:
             return []
         # many questions share an answer (paraphrases): look deeper than k to find k different ones
         depth = min(len(self.questions), 20 * k)
         docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=depth, show_progress=False)
-        out = []
-        for question, row in zip(questions, docs):
-            answers = list(dict.fromkeys(self.answers[int(d)] for d in row))
-            out.append((of_asked_type(question, answers) if typed else answers)[:k])
-        return out
+        return [list(dict.fromkeys(self.answers[int(d)] for d in row))[:k] for row in docs]
 
 
 # A question that asks 언제 / 몇 / 얼마 / 며칠 / 연도 is answered with a number in 98.6% of KorQuAD's dev set (844 of
@@ -138,20 +133,19 @@ class AnswerRecall:
         `trained_spans` (on) no study answer that is a wider or narrower span of a nearest trained answer ("아펜젤러"
         beside "아펜젤러 선교사", "K리그 팀 울산 현대" beside "울산 현대"): where a person chose the span of that thing,
         theirs stands, and the adapter no longer trades it for the cloze rules' cut (BENCHMARKS 5e). With `typed` (on)
-        both lookups keep the `k` nearest answers of the kind the question's wh-word asks for (`asked_type`: 몇 명 ->
-        "2남 1녀", not "2008년"; BENCHMARKS 5f)."""
-        nearest = self.lookups[0].top_answers(texts, k, typed)
-        studied = [lookup.top_answers(texts, k, typed) for lookup in self.lookups[1:]]
+        only the answers of the strictest kind the question's wh-word asks for that any of them is are offered
+        (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f)."""
+        nearest = self.lookups[0].top_answers(texts, k)
+        studied = [lookup.top_answers(texts, k) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
             studied.append(self._same_sentence_answers(texts, k))
         out = []
         for i, text in enumerate(texts):
             more = [a for found in studied for a in found[i]]
-            if typed and same_sentence:  # the sentences' other answers are of every kind
-                more = of_asked_type(text, more)
             if trained_spans:
                 more = [a for a in more if not any(_overlapping(a, t) for t in nearest[i])]
-            out.append(list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more))))
+            offered = list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more)))
+            out.append(of_asked_type(text, offered) if typed else offered)
         return out
 
     def _same_sentence_answers(self, texts: list[str], k: int) -> list[list[str]]:

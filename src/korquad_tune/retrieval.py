@@ -67,6 +67,13 @@ class RetrievalAnswerer:
 # 856), one that asks 누구 / 누가 / 어디 almost never with an answer that starts with one (1 of 654).
 _NUMBER_ASKED = re.compile(r"언제(?!나|든|라도)|(?<!몇)(?<!몇\s)몇(?!\s?몇)|얼마|며칠|[연년]도")
 _NAME_ASKED = re.compile(r"누구|누가|어디")
+_OTHER_ASKED = re.compile(r"무엇|뭐|어떤|어느|어떻게|왜")
+# With no wh-word, the noun a question ends on says it as well ("…태어난 해는?": 117 of 117 dev answers hold a number;
+# "…만난 사람은?": 0 of 177 start with one). Not 이름 (2K 게임즈), 시기 (의화단의 난 후), 때, 수.
+_NUMBER_HEAD = re.compile(r"(?<![가-힣])(?:해|날짜|나이|기간|날|일자|금액|액수|높이|길이|면적|거리|무게|속도|횟수|인원|순위|가격|점수"
+                          r"|비율)(?:은|는|이|가)?\s*[?？]*\s*$")
+_NAME_HEAD = re.compile(r"(?<![가-힣])(?:선수|교수|사람|인물|도시|나라|국가|곳|장소|지역|회사|기업|팀|단체|감독|작품|책|영화|노래|곡"
+                        r"|기관|학교|대학|정당|왕|황제|대통령|작가|가수|배우|그룹|앨범|국적|직업|방법|종교)(?:은|는|이|가)?\s*[?？]*\s*$")
 _NUMBER_ANSWER = re.compile(r"\d|^(?:한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무|스물|서른|마흔|쉰|첫|수십|수백|수천|수만|백|천|만)"
                             r"|째|[일이삼사오육칠팔구십백천만]+\s?[년월일명개번회차세]")
 
@@ -79,8 +86,12 @@ _COUNTER_SPELLINGS = {"명": ("명", "인", "남", "녀"), "살": ("살", "세")
 
 def asked_type(question: str) -> list[Callable[[str], bool]]:
     """What an answer to `question` looks like, as its wh-word says, strictest first: a number with the counter
-    몇 names, a number; not a number (누구 / 어디); nothing said: []. The last wh-word asks ("몇 명이 … 곳은 어디인가?")."""
-    number, name = (max((m.end() for m in p.finditer(question)), default=-1) for p in (_NUMBER_ASKED, _NAME_ASKED))
+    몇 names, a number; not a number (누구 / 어디); nothing said: []. The last wh-word, or the noun the question ends
+    on, asks ("몇 명이 … 곳은?", "…태어난 해는?")."""
+    number, name, other = (max((m.end() for p in patterns for m in p.finditer(question)), default=-1)
+                           for patterns in ((_NUMBER_ASKED, _NUMBER_HEAD), (_NAME_ASKED, _NAME_HEAD), (_OTHER_ASKED,)))
+    if other > max(number, name):  # "몇 가지 … 무엇에 반한다고 말했나?"
+        return []
     if number > name:
         counter = re.search(r"몇\s?([가-힣])", question)
         spellings = _COUNTER_SPELLINGS.get(counter.group(1), (counter.group(1),)) if counter else ()

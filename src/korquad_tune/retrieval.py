@@ -63,9 +63,11 @@ class RetrievalAnswerer:
         return [list(dict.fromkeys(self.answers[int(d)] for d in row))[:k] for row in docs]
 
 
-# A question that asks 언제 / 몇 / 얼마 / 며칠 / 연도 is answered with a number in 98.6% of KorQuAD's dev set (844 of
-# 856), one that asks 누구 / 누가 / 어디 almost never with an answer that starts with one (1 of 654).
-_NUMBER_ASKED = re.compile(r"언제(?!나|든|라도)|(?<!몇)(?<!몇\s)몇(?!\s?몇)|얼마|며칠|[연년]도")
+# What kind of answer a question says it wants, and how often KorQuAD dev's gold answer is that kind
+# (`bench/answer_types.py`): 언제 / 몇 / 얼마 / 며칠 / 연도 (or ending on 해, 날짜 …): a number, 1,092 of 1,100;
+# 누구 / 누가 / 어디 (or ending on 사람, 곳 …): no leading number, 1,388 of 1,389.
+_NUMBER_ASKED = re.compile(r"언제(?!나|든|라도)|(?<!몇)(?<!몇\s)몇(?!\s?몇)|얼마|며칠|[연년]도")  # not 언제나, 몇몇
+_COUNTER_ASKED = re.compile(r"(?<!몇)(?<!몇\s)몇(?!\s?몇)\s?([가-힣])")
 _NAME_ASKED = re.compile(r"누구|누가|어디")
 _OTHER_ASKED = re.compile(r"무엇|뭐|어떤|어느|어떻게|왜")
 # With no wh-word, the noun a question ends on says it as well ("…태어난 해는?": 117 of 117 dev answers hold a number;
@@ -78,27 +80,32 @@ _NUMBER_ANSWER = re.compile(r"\d|^(?:한|두|세|네|다섯|여섯|일곱|여덟
                             r"|째|[일이삼사오육칠팔구십백천만]+\s?[년월일명개번회차세]")
 
 
-# "몇 X" names the counter of the answer (몇 명 -> 2남 1녀, 3인): 361 of 382 dev answers hold it or a word like it.
+# "몇 X" names the counter of the answer (몇 명 -> 2남 1녀, 3인): 361 of 381 dev answers hold it or a word like it.
 # Not 개 / 가지: any count may answer them (7단지, 4기).
 _COUNTER_SPELLINGS = {"명": ("명", "인", "남", "녀"), "살": ("살", "세"), "번": ("번", "회", "째"), "퍼": ("%", "퍼"),
                       "프": ("%", "프"), "개": (), "가": ()}
+
+
+def _last_match(patterns, text: str):
+    """Of every match of `patterns` in `text`, the one that ends last (None if none)."""
+    return max((m for p in patterns for m in p.finditer(text)), key=lambda m: m.end(), default=None)
 
 
 def asked_type(question: str) -> list[Callable[[str], bool]]:
     """What an answer to `question` looks like, as its wh-word says, strictest first: a number with the counter
     몇 names, a number; not a number (누구 / 어디); nothing said: []. The last wh-word, or the noun the question ends
     on, asks ("몇 명이 … 곳은?", "…태어난 해는?")."""
-    number, name, other = (max((m.end() for p in patterns for m in p.finditer(question)), default=-1)
-                           for patterns in ((_NUMBER_ASKED, _NUMBER_HEAD), (_NAME_ASKED, _NAME_HEAD), (_OTHER_ASKED,)))
-    if other > max(number, name):  # "몇 가지 … 무엇에 반한다고 말했나?"
+    number_end, name_end, other_end = (m.end() if m else -1 for m in (_last_match(patterns, question) for patterns in (
+        (_NUMBER_ASKED, _NUMBER_HEAD), (_NAME_ASKED, _NAME_HEAD), (_OTHER_ASKED,))))
+    if other_end > max(number_end, name_end):  # "몇 가지 … 무엇에 반한다고 말했나?"
         return []
-    if number > name:
-        counter = re.search(r"몇\s?([가-힣])", question)
+    if number_end > name_end:
+        counter = _last_match((_COUNTER_ASKED,), question)
         spellings = _COUNTER_SPELLINGS.get(counter.group(1), (counter.group(1),)) if counter else ()
         a_number = lambda answer: bool(_NUMBER_ANSWER.search(answer))  # noqa: E731
         counted = lambda answer: a_number(answer) and any(s in answer for s in spellings)  # noqa: E731
         return [counted, a_number] if spellings else [a_number]
-    if name > number:
+    if name_end > number_end:
         return [lambda answer: not answer[:1].isdigit()]
     return []
 

@@ -1,0 +1,56 @@
+"""How often the kind of answer a question says it wants (`retrieval.asked_type`, what `decoding: recall`'s `typed`
+filter keeps) is the kind its gold answer is, over a whole SQuAD-format file. No model; a few seconds.
+
+    python bench/answer_types.py [--data F] [--out bench/results/answer_types.json]
+
+Counts, per kind: the questions that say it (a number, with the counter "몇 X" names, not a number) and those whose
+first gold answer is of it; `misses` lists the questions whose gold answer is not (the filter could drop it where an
+answer of the said kind is offered beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+
+def main() -> None:
+    from korquad_tune.data import shipped_dev_path
+    from korquad_tune.retrieval import asked_type
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default=None, help="SQuAD-format file (default: the shipped KorQuAD v1 dev set)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    raw = Path(args.data).read_bytes() if args.data else gzip.decompress(shipped_dev_path().read_bytes())
+    counts: Counter = Counter()
+    misses = []
+    for article in json.loads(raw)["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                counts["questions"] += 1
+                kinds = asked_type(qa["question"])
+                if not kinds:
+                    continue
+                answer = qa["answers"][0]["text"]
+                kind = "number" if kinds[-1]("1") else "not_a_number"  # the loosest kind says which
+                counts[kind] += 1
+                counts[f"{kind}_fits"] += kinds[-1](answer)
+                if len(kinds) == 2:
+                    counts["counter"] += 1
+                    counts["counter_fits"] += kinds[0](answer)
+                if not kinds[-1](answer):
+                    misses.append({"question": qa["question"], "answer": answer, "asked": kind})
+    result = {**counts, "misses": misses}
+    print(json.dumps({k: v for k, v in result.items() if k != "misses"}, ensure_ascii=False))
+    for m in misses:
+        print(f"  {m['asked']}: {m['question']} -> {m['answer']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -70,17 +70,21 @@ _NUMBER_ASKED = re.compile(r"언제(?!나|든|라도)|(?<!몇)(?<!몇\s)몇(?!\s
 _COUNTER_ASKED = re.compile(r"(?<!몇)(?<!몇\s)몇(?!\s?몇)\s?([가-힣])")
 _NAME_ASKED = re.compile(r"누구|누가|어디")
 _OTHER_ASKED = re.compile(r"무엇|뭐|어떤|어느|어떻게|왜")
-# With no wh-word, the noun a question ends on says it as well ("…태어난 해는?": 117 of 117 dev answers hold a number;
-# "…만난 사람은?": 0 of 177 start with one). Not 이름 (2K 게임즈), 시기 (의화단의 난 후), 때, 수.
-_NUMBER_HEAD = re.compile(r"(?<![가-힣])(?:해|날짜|나이|기간|날|일자|금액|액수|높이|길이|면적|거리|무게|속도|횟수|인원|순위|가격|점수"
-                          r"|비율)(?:은|는|이|가)?\s*[?？]*\s*$")
-_NAME_HEAD = re.compile(r"(?<![가-힣])(?:선수|교수|사람|인물|도시|나라|국가|곳|장소|지역|회사|기업|팀|단체|감독|작품|책|영화|노래|곡"
-                        r"|기관|학교|대학|정당|왕|황제|대통령|작가|가수|배우|그룹|앨범|국적|직업|방법|종교)(?:은|는|이|가)?\s*[?？]*\s*$")
+# With no wh-word, the noun a question ends on says it ("…태어난 해는?": 117 of 117 dev answers hold a number; "…만난
+# 사람은?": 0 of 177 start with one). Not 이름 (2K 게임즈), 시기 (의화단의 난 후), 때, 수.
+_NUMBER_HEADS = ("해", "날짜", "나이", "기간", "날", "일자", "금액", "액수", "높이", "길이", "면적", "거리", "무게", "속도",
+                 "횟수", "인원", "순위", "가격", "점수", "비율")
+_NAME_HEADS = ("선수", "교수", "사람", "인물", "도시", "나라", "국가", "곳", "장소", "지역", "회사", "기업", "팀", "단체", "감독",
+               "작품", "책", "영화", "노래", "곡", "기관", "학교", "대학", "정당", "왕", "황제", "대통령", "작가", "가수", "배우",
+               "그룹", "앨범", "국적", "직업", "방법", "종교")
+
+_NUMBER_HEAD, _NAME_HEAD = (re.compile(rf"(?<![가-힣])(?:{'|'.join(nouns)})(?:은|는|이|가)?\s*[?？]*\s*$")
+                            for nouns in (_NUMBER_HEADS, _NAME_HEADS))
 _NUMBER_ANSWER = re.compile(r"\d|^(?:한|두|세|네|다섯|여섯|일곱|여덟|아홉|열|스무|스물|서른|마흔|쉰|첫|수십|수백|수천|수만|백|천|만)"
                             r"|째|[일이삼사오육칠팔구십백천만]+\s?[년월일명개번회차세]")
 
 
-# "몇 X" names the counter of the answer (몇 명 -> 2남 1녀, 3인): 361 of 381 dev answers hold it or a word like it.
+# "몇 X" names the counter of the answer (몇 명 -> 2남 1녀, 3인): 362 of 381 dev answers hold it or a word like it.
 # Not 개 / 가지: any count may answer them (7단지, 4기).
 _COUNTER_SPELLINGS = {"명": ("명", "인", "남", "녀"), "살": ("살", "세"), "번": ("번", "회", "째"), "퍼": ("%", "퍼"),
                       "프": ("%", "프"), "개": (), "가": ()}
@@ -102,12 +106,20 @@ def asked_type(question: str) -> list[Callable[[str], bool]]:
     if number_end > name_end:
         counter = _last_match((_COUNTER_ASKED,), question)
         spellings = _COUNTER_SPELLINGS.get(counter.group(1), (counter.group(1),)) if counter else ()
-        a_number = lambda answer: bool(_NUMBER_ANSWER.search(answer))  # noqa: E731
-        counted = lambda answer: a_number(answer) and any(s in answer for s in spellings)  # noqa: E731
+
+        def a_number(answer: str) -> bool:
+            return bool(_NUMBER_ANSWER.search(answer))
+
+        def counted(answer: str) -> bool:
+            return a_number(answer) and any(s in answer for s in spellings)
         return [counted, a_number] if spellings else [a_number]
     if name_end > number_end:
-        return [lambda answer: not answer[:1].isdigit()]
+        return [_not_a_number]
     return []
+
+
+def _not_a_number(answer: str) -> bool:
+    return not answer[:1].isdigit()
 
 
 def of_asked_type(question: str, answers: list[str]) -> list[str]:

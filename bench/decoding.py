@@ -58,13 +58,13 @@ def parse_mode(mode: str) -> tuple[str, int, int, float, dict]:
     beams, k, penalty, options = 1, 3, 1.0, {}
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
-            options = {"same_sentence": True, "drop_asked": True}
+            options = {**options, "same_sentence": True, "drop_asked": True}
         elif part == "anyspan":  # study answers kept even where they are a wider/narrower span of a trained one
             options = {**options, "trained_spans": False}
         elif part == "anytype":  # answers of any kind, whatever the question's wh-word asks for
             options = {**options, "typed": False}
         elif part == "unasked":  # ... only: no study answer the question says
-            options = {"drop_asked": True}
+            options = {**options, "drop_asked": True}
         elif part.startswith("lp"):
             penalty = float(part[2:])
         elif part.startswith("k"):

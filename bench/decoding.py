@@ -10,7 +10,10 @@ with each question's trie holding only the answers of its nearest trained questi
 nearest, default 3; `-sentences`: also the other answers of the sentences of the nearest study questions, less the
 study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d; `-anyspan`: study
 answers kept where they are a wider or narrower span of a nearest trained answer, as before session 18, 5e;
-`-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f); `lookup` is the
+`-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `recall-scored`: every
+offered answer scored whole and the most probable given, the nearest trained question's answer `-pX` nats ahead
+(default 2; `decoding: recall` since session 20, 5g), where `recall-K` is beam search with K beams over them, as
+before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
 EM per adapter, mode and set, the seconds each took, and the questions whose answer the last mode changed against
@@ -51,11 +54,13 @@ def ensure_answers(run, name: str) -> None:
     print(f"wrote {folder}'s answers.json / questions.json, rebuilt as {kind}")
 
 
-def parse_mode(mode: str) -> tuple[str, int, int, float, dict]:
-    """"recall-2-k5-lp0-sentences" -> (decoding, beams, recall_k, length_penalty, AnswerRecall.candidates options)."""
+def parse_mode(mode: str) -> dict:
+    """"recall-2-k5-lp0-sentences" -> the `Systems` settings it names: decoding, beams, recall_k, length_penalty,
+    recall_options (AnswerRecall.candidates' switches), recall_scored, recall_prior."""
+    from korquad_tune.generate import RECALL_PRIOR
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
-    beams, k, penalty, options = 1, 3, 1.0, {}
+    beams, k, penalty, options, scored, prior = 1, 3, 1.0, {}, False, RECALL_PRIOR
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}
@@ -65,13 +70,18 @@ def parse_mode(mode: str) -> tuple[str, int, int, float, dict]:
             options = {**options, "typed": False}
         elif part == "unasked":  # ... only: no study answer the question says
             options = {**options, "drop_asked": True}
+        elif part == "scored":  # every offered answer scored whole, the nearest trained one `prior` nats ahead
+            scored = True
+        elif part.startswith("p") and part[1:].replace(".", "", 1).isdigit():
+            prior = float(part[1:])
         elif part.startswith("lp"):
             penalty = float(part[2:])
         elif part.startswith("k"):
             k = int(part[1:])
         else:
             beams = int(part)
-    return decoding, beams, k, penalty, options
+    return {"decoding": decoding, "beams": beams, "recall_k": k, "length_penalty": penalty,
+            "recall_options": options, "recall_scored": scored, "recall_prior": prior}
 
 
 def main() -> None:
@@ -108,8 +118,8 @@ def main() -> None:
         for set_name, questions in sets.items():
             answers_by_mode = {}
             for mode in modes:
-                (systems.decoding, systems.beams, systems.recall_k, systems.length_penalty,
-                 systems.recall_options) = parse_mode(mode)
+                for setting, value in parse_mode(mode).items():
+                    setattr(systems, setting, value)
                 t0 = time.time()
                 answers = systems.answer("retrieval" if mode == "lookup" else name, questions)
                 seconds = time.time() - t0

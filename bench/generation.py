@@ -10,7 +10,8 @@ split into what the batching does and what the autocast does.
 Prints questions/second for each and the ratios; `--adapter` measures a fine-tuned model instead of the base,
 and, where the adapter has its `answers.json`, also `decoding: learned` (beam search kept to those answers), and
 where it has its `questions.json`, `decoding: recall` (the default of `ask`, `evaluate` and `run` since session 16:
-the beams kept to the answers of each question's nearest trained questions, the BM25 lookup timed too) against the
+the answers of each question's nearest trained questions, each scored whole and the most probable given since
+session 20, the BM25 lookups timed too; `recall_beams`: the beam search over them that it replaced) against the
 same baseline.
 
     python bench/generation.py [--model gemma3-270m] [--adapter runs/default/adapters/aug] [--limit 85]
@@ -24,7 +25,7 @@ import time
 
 import torch
 
-from korquad_tune.generate import BATCH_SIZE, BEAMS, RECALL_K
+from korquad_tune.generate import BATCH_SIZE, BEAMS, RECALL_K, RECALL_PRIOR, most_probable_answers
 from korquad_tune.models import read_learned_answers, read_learned_questions
 from korquad_tune.prompts import DEFAULT_TEMPLATE, get_template
 from korquad_tune.retrieval import AnswerRecall
@@ -88,7 +89,7 @@ def main() -> None:
     batched, ours_s = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
                                                            max_new_tokens=32))
     learned = read_learned_answers(args.adapter) if args.adapter else None
-    kept = recalled = None
+    kept = recalled = recalled_beams = None
     if learned:
         kept = timed(lambda: generate_from_prompts(model, tok, prompts, batch_size=args.batch_size,
                                                    max_new_tokens=32, answers=learned, num_beams=BEAMS))
@@ -96,10 +97,16 @@ def main() -> None:
     if asked:  # the default decoding: each question's beams kept to its nearest questions' answers
         index = AnswerRecall(asked["questions"], asked["study"])  # built once per process, as `Systems` does
 
-        def recall():
+        def recall_beams():
             per_prompt = index.candidates(questions, RECALL_K)  # the lookups are timed
             return generate_from_prompts(model, tok, prompts, batch_size=args.batch_size, max_new_tokens=32,
                                          answers=learned, num_beams=BEAMS, answers_per_prompt=per_prompt)
+
+        def recall():  # as `Systems` answers by default
+            per_prompt = index.candidates(questions, RECALL_K)
+            priors = index.priors(questions, RECALL_PRIOR)
+            return most_probable_answers(model, tok, prompts, per_prompt, priors)
+        recalled_beams = timed(recall_beams)
         recalled = timed(recall)
 
     n = len(questions)
@@ -117,8 +124,11 @@ def main() -> None:
                   "beams": BEAMS, "learned_answers": len(learned),
                   "answers_changed_by_learned": sum(a != b for a, b in zip(batched, kept[0]))} if kept else {}),
               **({"korquad_tune_recall_q_per_s": n / recalled[1], "speedup_recall": base_s / recalled[1],
-                  "recall_k": RECALL_K,
-                  "answers_changed_by_recall": sum(a != b for a, b in zip(batched, recalled[0]))}
+                  "recall_k": RECALL_K, "recall_prior": RECALL_PRIOR,
+                  "answers_changed_by_recall": sum(a != b for a, b in zip(batched, recalled[0])),
+                  "korquad_tune_recall_beams_q_per_s": n / recalled_beams[1],
+                  "speedup_recall_beams": base_s / recalled_beams[1],
+                  "answers_changed_by_recall_beams": sum(a != b for a, b in zip(batched, recalled_beams[0]))}
                  if recalled else {}),
               "baseline_s": base_s, "korquad_tune_s": ours_s,
               "example": {"question": questions[0], "baseline": baseline[0][:120], "korquad_tune": batched[0]}}

@@ -105,6 +105,17 @@ def test_answer_recall_offers_answers_of_the_kind_the_question_asks():
     assert asked_type("몇 명이 모인 곳은?")[0]("알레포") and not asked_type("몇 가지 … 무엇에 반한다고 말했나?")
 
 
+def test_answer_recall_prior_goes_to_the_nearest_trained_answer_unless_the_question_says_it():
+    """`decoding: recall` counts the nearest trained question's answer `recall_prior` nats likelier; not where the
+    asked question already says that answer (it then asks about something else: BENCHMARKS 5g)."""
+    from korquad_tune.retrieval import AnswerRecall
+    recall = AnswerRecall([("번디의 전기를 집필한 사람은?", "앤 룰"), ("번디가 태어난 곳은?", "버몬트주")],
+                          [("앤 룰이 쓴 번디의 전기는?", "내 옆의 이방인", 0)])
+    asked = ["번디의 전기를 쓴 작가는?", "앤 룰이 집필한 번디의 전기 제목은?", "번디의 고향은 어디인가?"]
+    assert recall.nearest_answers(asked) == ["앤 룰", "앤 룰", "버몬트주"]
+    assert recall.priors(asked, 2.0) == [{"앤 룰": 2.0}, {}, {"버몬트주": 2.0}]
+
+
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     qa = load_qa(tiny_run)
@@ -236,6 +247,11 @@ def test_decoding_recall_answers_with_an_answer_of_the_nearest_trained_questions
     assert all(a in found for a, found in zip(answers, offered))
     assert sum(a == r["answers"][0] for a, r in zip(answers[1:], qa)) >= 0.8 * len(qa)
     assert f"answers of the 2 of its {len(qa)} trained questions most like" in systems.decoding_of("no-aug")
+    # the nearest trained question's answer is `recall_prior` nats ahead: with a huge prior it is always given
+    pushed = Systems([adapter], batch_size=4, recall_k=2, recall_prior=1e6).answer("no-aug", questions)
+    priors = AnswerRecall(asked["questions"]).priors([q["question"] for q in questions], 1e6)
+    assert sum(bool(p) for p in priors) >= len(qa)
+    assert all(a == next(iter(p)) for a, p in zip(pushed, priors) if p)
     (adapter / "questions.json").unlink()
     fallback = Systems([adapter], batch_size=4, max_new_tokens=48)
     assert fallback.decoding_of("no-aug").endswith(f"over its {len({r['answers'][0] for r in qa})} trained answers")

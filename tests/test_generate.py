@@ -128,6 +128,34 @@ def test_each_prompt_can_keep_to_its_own_answers(tiny_run):
                     for p, found in zip(prompts, offered)]
 
 
+def test_answers_scored_whole_are_what_a_plain_forward_pass_gives(tiny_run):
+    """`decoding: recall` scores every offered answer: log P(answer, EOS | prompt), batched with the shared head
+    cached and the output layer only where an answer token is predicted, equals what one plain forward pass of
+    prompt + answer gives; the most probable is given, a prior moves the choice, and no answer offered gives ""."""
+    import torch
+
+    from korquad_tune.generate import answer_log_probs, most_probable_answers
+    qa = load_qa(tiny_run)
+    model, tok, _ = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])
+    prompts = alpaca([r["question"] for r in qa], tok)
+    offered = [[r["answers"][0], qa[i - 1]["answers"][0], "모르는 답"] for i, r in enumerate(qa)]
+    scores = answer_log_probs(model, tok, prompts, offered, rows_per_batch=5, bf16=False)
+    for prompt, found, got in zip(prompts, offered, scores):
+        for answer in found:
+            ids = tok(prompt).input_ids
+            tail = tok(answer, add_special_tokens=False).input_ids + [tok.eos_token_id]
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids + tail])).logits[0].float()
+            log_p = torch.log_softmax(logits, -1)
+            assert abs(got[answer] - float(sum(log_p[len(ids) - 1 + k, t] for k, t in enumerate(tail)))) < 1e-3
+    best = most_probable_answers(model, tok, prompts, offered, bf16=False)
+    assert best == [max(found, key=s.get) for found, s in zip(offered, scores)]
+    assert sum(a == r["answers"][0] for a, r in zip(best, qa)) >= 0.8 * len(qa)  # it learnt them
+    pushed = most_probable_answers(model, tok, prompts, offered, [{found[2]: 1e6} for found in offered], bf16=False)
+    assert pushed == [found[2] for found in offered]
+    assert most_probable_answers(model, tok, prompts[:2], [[], ["모르는 답"]]) == ["", "모르는 답"]
+
+
 def test_learned_decoding_keeps_what_the_adapter_knows(tiny_run):
     qa = load_qa(tiny_run)
     model, tok, _ = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug"])

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from korquad_tune import KorquadTuneError
 from korquad_tune.fileio import read_text
-from korquad_tune.generate import BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K
+from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
+                                   RECALL_PRIOR)
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
@@ -140,11 +141,13 @@ class EvalConfig(BaseModel):
     rag_k: int = Field(1, ge=1, description="rag: paragraphs retrieved into the prompt")
     decoding: Literal[DECODINGS] = Field(
         DEFAULT_DECODING, description="closed-book adapters: 'recall' = answer only with an answer of the trained "
-        "questions most like the asked one (beam search over them); 'learned' = with any answer the adapter was "
-        "trained on; 'free' = any text, greedy (the seed's way)")
-    beams: int = Field(BEAMS, ge=1, description="beams for decoding: recall and learned")
+        "questions most like the asked one (the most probable of them, each scored whole); 'learned' = with any "
+        "answer the adapter was trained on (beam search); 'free' = any text, greedy (the seed's way)")
+    beams: int = Field(BEAMS, ge=1, description="beams for decoding: learned")
     recall_k: int = Field(RECALL_K, ge=1, description="decoding: recall: the answers of this many nearest trained "
                           "questions, and as many nearest among trained and study questions")
+    recall_prior: float = Field(RECALL_PRIOR, ge=0, description="decoding: recall: nats added to the score of the "
+                                "nearest trained question's answer (0: the model alone chooses)")
 
 
 DEFAULT_PRESET = "cpu-default"

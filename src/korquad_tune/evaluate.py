@@ -15,7 +15,8 @@ from pathlib import Path
 from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.llm_api import DEFAULT_API_MODEL
-from korquad_tune.generate import BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K
+from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
+                                   RECALL_PRIOR)
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 from korquad_tune.fileio import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import score_one
@@ -140,11 +141,13 @@ class Systems:
                  batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS, rag_k: int = 1,
                  api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
                  openai_cache: Path | None = None, template: str | None = None, decoding: str = DEFAULT_DECODING,
-                 beams: int = BEAMS, recall_k: int = RECALL_K):
+                 beams: int = BEAMS, recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR):
         self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
         if decoding not in DECODINGS:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
-        self.decoding, self.beams, self.recall_k = decoding, beams, recall_k
+        self.decoding, self.beams, self.recall_k, self.recall_prior = decoding, beams, recall_k, recall_prior
+        self.recall_scored = True  # recall: every offered answer scored whole (False: beam search over them, as
+        #                            before session 20; benches compare)
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
         self.recall_options: dict = {}  # AnswerRecall.candidates' switches (off; benches turn them on to compare)
         # read now: a folder that is not an adapter fails before any model loads
@@ -217,8 +220,10 @@ class Systems:
             asked, k = self.asked[adapter], self.recall_k
             study = f" and of the {k} most like it among those and its {len(asked['study'])} study questions" \
                 if asked["study"] else ""
-            return (f"beam search ({self.beams} beams) over the answers of the {k} of its {len(asked['questions'])} "
-                    f"trained questions most like the asked one{study}")
+            how = (f"the most probable, scored whole (the nearest trained question's answer {self.recall_prior:g} "
+                   f"nats ahead)," if self.recall_scored else f"beam search ({self.beams} beams) over")
+            return (f"{how} of the answers of the {k} of its {len(asked['questions'])} trained questions most like "
+                    f"the asked one{study}")
         answers = self._learned_for(adapter, system in OPEN_BOOK)
         return f"beam search ({self.beams} beams) over its {len(answers)} trained answers" if answers else "greedy"
 
@@ -241,7 +246,7 @@ class Systems:
         the reader prompt (always greedy: a reader answers with a span of the paragraph)."""
         from contextlib import nullcontext
 
-        from korquad_tune.generate import generate_from_prompts
+        from korquad_tune.generate import generate_from_prompts, most_probable_answers
         from korquad_tune.prompts import get_template, reader_prompt
         if self.lm is None:
             self.load()
@@ -256,6 +261,9 @@ class Systems:
         recall = self._recall_for(adapter, contexts is not None)
         per_prompt = recall.candidates(texts, self.recall_k, **self.recall_options) if recall else None
         with context, _progress(label, len(texts)) as advance:
+            if per_prompt is not None and self.recall_scored:
+                priors = recall.priors(texts, self.recall_prior)
+                return most_probable_answers(self.lm, self.tokenizer, prompts, per_prompt, priors, progress=advance)
             return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance,
                                          answers=answers, num_beams=self.beams if answers or per_prompt else 1,
                                          length_penalty=self.length_penalty, answers_per_prompt=per_prompt)
@@ -300,7 +308,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
                      base_url: str | None = None, api_model: str = DEFAULT_API_MODEL,
                      max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1,
                      decoding: str = DEFAULT_DECODING, beams: int = BEAMS,
-                     recall_k: int = RECALL_K) -> dict[str, dict]:
+                     recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/
     (`finetuned` = each --adapter, under its folder name)."""
     from korquad_tune.fileio import ensure_dir
@@ -316,7 +324,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
     if "predictions" in systems and predictions is None:
         raise KorquadTuneError("system 'predictions' needs --predictions FILE")
     engine = Systems(adapters, model, train_run, batch_size, max_new_tokens, rag_k, api_model, base_url,
-                     out / "openai" / "cache.jsonl", decoding=decoding, beams=beams, recall_k=recall_k)
+                     out / "openai" / "cache.jsonl", decoding=decoding, beams=beams, recall_k=recall_k,
+                     recall_prior=recall_prior)
     closed_book = [a.name for a in engine.adapters if a.name not in engine.readers]
     order = [n for s in systems for n in (closed_book if s == "finetuned" else [s])]
     metrics: dict[str, dict] = {}

@@ -178,6 +178,16 @@ class AnswerRecall:
             out.append(of_asked_type(text, offered) if typed else offered)
         return out
 
+    def nearest_answers(self, texts: list[str]) -> list[str]:
+        """Each text's most likely answer by lookup alone: that of the trained question most like it."""
+        return [found[0] if found else "" for found in self.lookups[0].top_answers(texts, 1)]
+
+    def priors(self, texts: list[str], nats: float) -> list[dict[str, float]]:
+        """Each text's answer priors for `decoding: recall`: `nats` for the nearest trained question's answer (a
+        person asking nearly what a trained question asks mostly wants its answer), unless the text already says
+        that answer ("앤 룰이 집필한 … 전기 제목은?" does not ask for 앤 룰)."""
+        return [{a: nats} if a and _not_asked(text, [a]) else {} for text, a in zip(texts, self.nearest_answers(texts))]
+
     def _same_sentence_answers(self, texts: list[str], k: int) -> list[list[str]]:
         """The answers of the sentences whose study questions are among each text's `k` nearest questions."""
         lookup = self.lookups[1]

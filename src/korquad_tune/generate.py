@@ -159,11 +159,8 @@ def answer_log_probs(model, tokenizer, prompts: Sequence[str], answers_per_promp
             positions = torch.arange(prefix, prefix + width).expand(len(batch), -1)
             hidden = backbone(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache,
                               position_ids=positions.to(device), use_cache=False).last_hidden_state
-            logits = head(hidden[predicts.to(device)]).float()
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
             targets = torch.tensor([t for _, _, r, n in batch for t in r[-n:]], device=device)
-            logp = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0].tolist()
+            logp = _target_log_probs(head, hidden[predicts.to(device)], targets, softcap)
             at, finished = 0, 0
             for i, a, _, n in batch:
                 scores[i][a], at = sum(logp[at:at + n]), at + n
@@ -172,6 +169,20 @@ def answer_log_probs(model, tokenizer, prompts: Sequence[str], answers_per_promp
             if progress and finished:
                 progress(finished)
     return scores
+
+
+def _target_log_probs(head, hidden, targets, softcap: float | None, positions: int = 512) -> list[float]:
+    """log P(target) at each hidden state, the output layer run `positions` at a time (a 262k-word row of fp32
+    logits is 1 MB: long answers in a batch of 64 would otherwise hold gigabytes)."""
+    import torch
+    out: list[float] = []
+    for at in range(0, len(targets), positions):
+        logits = head(hidden[at:at + positions]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        picked = logits.gather(1, targets[at:at + positions, None])[:, 0] - torch.logsumexp(logits, -1)
+        out += picked.tolist()
+    return out
 
 
 def most_probable_answers(model, tokenizer, prompts: Sequence[str], answers_per_prompt: Sequence[Sequence[str]],

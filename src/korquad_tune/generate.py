@@ -49,11 +49,8 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     `bf16`: autocast an fp32 model on CPU (None: where the CPU has native bf16 matmuls; always for a model
     whose frozen weights `cast_frozen_to_bf16` made bf16)."""
     import copy
-    from contextlib import nullcontext
 
     import torch
-
-    from korquad_tune.models import cpu_has_native_bf16
 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -61,10 +58,7 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     prefix = common_prefix_length(ids) if shared_prefix and len(ids) > 1 else 0
     order = sorted(range(len(prompts)), key=lambda i: (len(ids[i]), i))
     device = next(model.parameters()).device
-    if bf16 is None:
-        bf16 = device.type == "cpu" and next(model.parameters()).dtype == torch.float32 and cpu_has_native_bf16()
-    bf16 = bf16 or getattr(model, "bf16_frozen", False)  # its frozen weights are bf16: it only runs under autocast
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and device.type == "cpu" else nullcontext()
+    autocast = _cpu_autocast(model, bf16)
     head_cache = None
     if prefix:
         with torch.inference_mode(), autocast:
@@ -99,6 +93,21 @@ def generate_from_prompts(model, tokenizer, prompts: Sequence[str], batch_size: 
     return out_answers
 
 
+def _cpu_autocast(model, bf16: bool | None):
+    """bf16 autocast for an fp32 model on a CPU with native bf16 matmuls (`bf16` None: decide so), and always for a
+    model whose frozen weights `cast_frozen_to_bf16` made bf16; otherwise a no-op context."""
+    from contextlib import nullcontext
+
+    import torch
+
+    from korquad_tune.models import cpu_has_native_bf16
+    device = next(model.parameters()).device
+    if bf16 is None:
+        bf16 = device.type == "cpu" and next(model.parameters()).dtype == torch.float32 and cpu_has_native_bf16()
+    bf16 = bf16 or getattr(model, "bf16_frozen", False)  # its frozen weights are bf16: it only runs under autocast
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and device.type == "cpu" else nullcontext()
+
+
 def answer_log_probs(model, tokenizer, prompts: Sequence[str], answers_per_prompt: Sequence[Sequence[str]],
                      rows_per_batch: int = SCORE_ROWS, progress: Callable[[int], None] | None = None,
                      bf16: bool | None = None) -> list[dict[str, float]]:
@@ -109,11 +118,8 @@ def answer_log_probs(model, tokenizer, prompts: Sequence[str], answers_per_promp
     the head every prompt shares once per call (its keys/values reused), and the output layer only at the
     positions that predict an answer token (Gemma's 262k-word head costs more than the rest of a position)."""
     import copy
-    from contextlib import nullcontext
 
     import torch
-
-    from korquad_tune.models import cpu_has_native_bf16
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone, head = getattr(base, base.base_model_prefix), base.get_output_embeddings()
@@ -128,10 +134,7 @@ def answer_log_probs(model, tokenizer, prompts: Sequence[str], answers_per_promp
             rows.append((i, a, prompt_ids[i] + answer_ids[a], len(answer_ids[a])))
     prefix = common_prefix_length([r[2][:-r[3]] for r in rows]) if len(rows) > 1 else 0
     device = next(model.parameters()).device
-    if bf16 is None:
-        bf16 = device.type == "cpu" and next(model.parameters()).dtype == torch.float32 and cpu_has_native_bf16()
-    bf16 = bf16 or getattr(model, "bf16_frozen", False)  # its frozen weights are bf16: it only runs under autocast
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and device.type == "cpu" else nullcontext()
+    autocast = _cpu_autocast(model, bf16)
     scores: list[dict[str, float]] = [{} for _ in prompts]
     unscored = Counter(i for i, *_ in rows)  # a prompt is done when its last answer is scored
     if progress and len(unscored) < len(prompts):

@@ -69,6 +69,17 @@ def test_shipped_default_config_is_the_embedded_default():
     assert load_run_config(Path(__file__).parents[1] / "configs" / "default.yaml") == RunConfig()
 
 
+def test_shipped_offline_config_differs_from_the_default_only_in_paraphraser_and_systems():
+    from pathlib import Path
+
+    from korquad_tune.config import RunConfig, load_run_config
+    offline = load_run_config(Path(__file__).parents[1] / "configs" / "offline.yaml")
+    default = RunConfig()
+    assert offline.augment.backend == "rules" and offline.study.backend == "rules"
+    assert offline.systems == ["retrieval", "no-aug", "aug", "passages"]
+    assert offline.model_copy(update={"augment": default.augment, "systems": default.systems}) == default
+
+
 def test_every_setting_is_documented_once_and_every_default_named_once():
     import re
     from pathlib import Path

@@ -87,10 +87,8 @@ def parse_mode(mode: str) -> dict:
 def main() -> None:
     import torch
 
-    from korquad_tune.config import RunConfig
-    from korquad_tune.data import load_qa
     from korquad_tune.evaluate import Systems, score_predictions
-    from korquad_tune.pipeline import question_sets
+    from korquad_tune.pipeline import finished_run_sets
     from korquad_tune.rundir import RunDir
 
     p = argparse.ArgumentParser()
@@ -103,10 +101,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     run = RunDir(args.run_dir)
-    cfg = RunConfig.model_validate(json.loads(run.stamp.read_text())["config"]) if run.stamp.exists() else RunConfig()
-    sets = question_sets(run, cfg, load_qa(run.root))
-    if args.sets:
-        sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
+    cfg, sets = finished_run_sets(run.root, args.sets.split(",") if args.sets else None)
     for name in args.adapters:
         ensure_answers(run, name)
     systems = Systems([run.adapter(a) for a in args.adapters], max_new_tokens=cfg.eval.max_new_tokens,

@@ -17,11 +17,9 @@ from pathlib import Path
 def main() -> None:
     import torch
 
-    from korquad_tune.config import RunConfig
-    from korquad_tune.data import load_qa
     from korquad_tune.evaluate import Systems, score_predictions
     from korquad_tune.models import ADAPTER_META
-    from korquad_tune.pipeline import question_sets
+    from korquad_tune.pipeline import finished_run_sets
     from korquad_tune.rundir import RunDir
 
     p = argparse.ArgumentParser()
@@ -33,8 +31,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     run = RunDir(args.run_dir)
-    cfg = RunConfig.model_validate(json.loads(run.stamp.read_text())["config"]) if run.stamp.exists() else RunConfig()
-    sets = {k: v for k, v in question_sets(run, cfg, load_qa(run.root)).items() if k in args.sets.split(",")}
+    cfg, sets = finished_run_sets(run.root, args.sets.split(","))
     results = {}
     for name in args.readers:  # one Systems per reader: a Systems answers open-book with its first reader
         meta = json.loads((run.adapter(name) / ADAPTER_META).read_text())

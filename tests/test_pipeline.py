@@ -40,6 +40,12 @@ def test_run_end_to_end_and_resume(tmp_path):
     assert adapter.stat().st_mtime_ns == stamp  # finished stages were not redone
     assert "train aug" not in res.output
 
+    # what the benches re-score a finished run from: its own settings and the sets it evaluated
+    from korquad_tune.pipeline import finished_run_sets
+    cfg, sets = finished_run_sets(out)
+    assert cfg.eval.max_new_tokens == 16 and {k: len(v) for k, v in sets.items()} == n
+    assert list(finished_run_sets(out, ["unseen", "rephrased"])[1]) == ["rephrased", "unseen"]
+
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({"articles": 2, "preset": "tiny-test"}))
     res = runner.invoke(app, ["run", "--config", str(other), "--out", str(out)])

@@ -94,6 +94,17 @@ def question_sets(run: RunDir, cfg: RunConfig, qa: list[dict]) -> dict[str, list
     return {name: rows for name, rows in sets.items() if rows}
 
 
+def finished_run_sets(run_dir: str | Path, names: list[str] | None = None) -> tuple[RunConfig, dict[str, list[dict]]]:
+    """The settings a run folder was made with (its stamp; the defaults where it has none) and its question sets,
+    only `names` if given: what benches that re-score a finished run's adapters start from."""
+    from korquad_tune.data import load_qa
+    from korquad_tune.fileio import read_json
+    run = RunDir(run_dir)
+    cfg = RunConfig.model_validate(read_json(run.stamp)["config"]) if run.stamp.exists() else RunConfig()
+    sets = question_sets(run, cfg, load_qa(run.root))
+    return cfg, {k: v for k, v in sets.items() if names is None or k in names}
+
+
 def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=None) -> Path:
     from rich.console import Console
 

@@ -35,7 +35,7 @@ def main() -> None:
     for name in args.adapters:
         meta = json.loads((run.adapter(name) / ADAPTER_META).read_text())
         results[name] = {"train_seconds": meta.get("train_seconds"), "examples": meta.get("examples"),
-                         "final_loss": meta.get("final_loss")}
+                         "steps": meta.get("steps"), "final_loss": meta.get("final_loss")}
         for set_name, questions in sets.items():
             answers = systems.answer(name, questions)
             _, m = score_predictions(questions, {q["id"]: a for q, a in zip(questions, answers)})

@@ -299,3 +299,72 @@ def test_reader_rows_are_batched_by_paragraph_so_the_paragraph_runs_once_per_bat
     assert list(GroupedBatchSampler(groups, 3, seed=5)) == epoch0
     sampler.set_epoch(1)
     assert list(sampler) != epoch0
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0])
+def test_fused_cross_entropy_matches_the_materialised_logits(softcap):
+    """Output layer + cross-entropy a few rows at a time, gradient made in the forward: the loss and the gradients
+    of the hidden states, the weight and the bias are those of F.cross_entropy over the whole logits."""
+    import torch.nn.functional as F
+
+    from korquad_tune.loss_head import fused_cross_entropy
+    torch.manual_seed(0)
+    hidden = torch.randn(37, 16, dtype=torch.float64)
+    weight, bias = torch.randn(50, 16, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
+    targets = torch.randint(0, 50, (37,))
+    got = []
+    for fused in (False, True):
+        h, w, b = (x.clone().requires_grad_(True) for x in (hidden, weight, bias))
+        if fused:
+            loss = fused_cross_entropy(h, w, b, targets, softcap, rows=8)
+        else:
+            logits = F.linear(h, w, b)
+            logits = torch.tanh(logits / softcap) * softcap if softcap else logits
+            loss = F.cross_entropy(logits, targets)
+        (3 * loss).backward()  # a scaled loss, as gradient accumulation makes it
+        got.append((loss.item(), h.grad, w.grad, b.grad))
+    assert got[1][0] == pytest.approx(got[0][0], rel=1e-12)
+    for a, b in zip(got[0][1:], got[1][1:]):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_head_gives_the_loss_and_gradients_of_the_logits_head(autocast):
+    """`loss_head: fused` against `positions` on the tiny model in the trainer: same loss, same gradients of every
+    trained weight (LoRA, and the output layer the tiny preset trains whole), in fp32 and under CPU bf16 autocast."""
+    from trl import SFTConfig
+
+    from korquad_tune.data import parse_squad, shipped_dev_path
+    from korquad_tune.models import load_base_model, load_tokenizer, resolve_model
+    from korquad_tune.train import _lora_config, build_dataset, make_trainer_class
+    resolved = resolve_model("tiny-random")
+    tok = load_tokenizer(resolved)
+    records, _ = parse_squad(shipped_dev_path(), articles=1)
+    ds = build_dataset(tok, get_template("alpaca"), [(r["question"], r["answers"][0]) for r in records[:5]], 256,
+                       texts=[records[0]["context"][:300]])
+    args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=6, use_cpu=True, report_to="none",
+                     completion_only_loss=True, max_length=256, disable_tqdm=True)
+    got = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
+                                       processing_class=tok, fused_head=fused,
+                                       peft_config=_lora_config(load_train_config("tiny-test", {})))
+        assert trainer._patched.fused is fused
+        for n, p in trainer.model.named_parameters():
+            if "lora_B" in n:
+                p.data.normal_(0, 0.02)
+        batch = next(iter(trainer.get_train_dataloader()))
+        trainer.model.train()
+        trainer.cpu_autocast = autocast
+        with trainer.compute_loss_context_manager():
+            loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        got.append((loss.item(), grads, int((batch["labels"] != -100).sum())))
+    assert got[0][2] > 100  # the text row carries loss at every token
+    assert got[1][0] == pytest.approx(got[0][0], rel=1e-5)
+    assert got[1][1].keys() == got[0][1].keys() and any("lm_head" in n for n in got[0][1])
+    for n, g in got[0][1].items():
+        tol = 2e-2 if autocast else 1e-5  # bf16: one rounding of the softmax's gradient may land either side
+        assert torch.allclose(got[1][1][n], g, atol=tol * g.abs().max().item(), rtol=tol), n

@@ -74,10 +74,10 @@ class TrainConfig(BaseModel):
     max_length: int = Field(256, ge=8, description="max tokens of a training example (prompt + answer)")
     loss: Literal["answer", "full"] = Field("answer", description="loss on answer tokens only, or everything")
     packing: bool = Field(False, description="pack several examples into each row of max_length tokens")
-    loss_head: Literal["positions", "trl"] = Field("positions", description="answer loss: `positions` applies the "
-                                                   "output layer only at answer positions (korquad-tune's); `trl` "
-                                                   "uses TRL's fused head (3x slower per step on CPU, see "
-                                                   "BENCHMARKS.md)")
+    loss_head: Literal["fused", "positions", "trl"] = Field(
+        "fused", description="answer loss: `fused` runs the output layer and the cross-entropy at the loss positions "
+        "a few hundred at a time, never making their whole logits (korquad-tune's; BENCHMARKS 4d); `positions` makes "
+        "the logits of the loss positions only; `trl` uses TRL's fused head (slower on CPU, BENCHMARKS 4)")
     shared_prefix: bool = Field(True, description="compute the prompt head that every row of a batch shares once "
                                 "per batch (same loss, less work); answer loss only, no packing")
     lr_scheduler: str = Field("linear", description="transformers scheduler name")

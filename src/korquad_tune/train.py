@@ -18,6 +18,7 @@ from pathlib import Path
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import NO_RESULT_FIELDS, TrainConfig, dump_yaml
 from korquad_tune.fileio import atomic_dir, atomic_write_text, read_json, write_json, write_jsonl
+from korquad_tune.loss_head import LossPositionsHead, find_output_head, fused_cross_entropy, is_plain_linear
 from korquad_tune.models import (ADAPTER_META, LEARNED_ANSWERS, LEARNED_QUESTIONS, load_base_model, load_tokenizer,
                                  resolve_model)
 from korquad_tune.prompts import get_template
@@ -65,40 +66,7 @@ def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length:
     return Dataset.from_list(rows)
 
 
-# ---------------------------------------------------------------- speed: logits only where the loss is
-class _LossPositionsHead:
-    """Patches the output layer's forward so it runs only on positions that carry loss.
-
-    trl 1.16's SFTTrainer does the same with its fused head (`add_fused_lm_head`), but on these CPUs it took 3x
-    longer per step (it also tiles, computes entropy and top-1 for its metrics): `bench/training.py --head`
-    measures both. The model's own forward still runs (so DDP/accelerate hooks work); the head sees (B, T, H)
-    hidden states and returns (N, V) logits for the N positions in `keep`. Patching the instance (not replacing
-    the module) keeps state-dict keys, so checkpoints and adapters are unchanged.
-    """
-
-    def __init__(self, head):
-        self.head = head
-        self.keep = None
-        self._orig = head.forward
-        head.forward = self._forward
-
-    def _forward(self, hidden, *args, **kwargs):
-        if self.keep is not None and hidden.dim() == 3 and hidden.shape[:2] == self.keep.shape:
-            hidden = hidden[self.keep]
-        return self._orig(hidden, *args, **kwargs)
-
-    def restore(self):
-        self.head.forward = self._orig
-
-
-def _find_output_head(model):
-    inner = model
-    for attr in ("module", "base_model", "model"):  # DDP -> peft -> causal LM
-        while hasattr(inner, attr) and not hasattr(inner, "lm_head"):
-            inner = getattr(inner, attr)
-    return getattr(inner, "lm_head", None), getattr(inner, "config", None)
-
-
+# ---------------------------------------------------------------- the trainer
 def make_trainer_class():
     import torch
     import torch.nn.functional as F
@@ -109,13 +77,15 @@ def make_trainer_class():
         every row of a batch shares (the Alpaca preamble: ~40% of a row) once rather than once per row."""
 
         def __init__(self, *args, answer_logits_only: bool = True, shared_prefix: bool = True,
-                     batch_groups: list | None = None, **kwargs):
+                     batch_groups: list | None = None, fused_head: bool = True, **kwargs):
             super().__init__(*args, **kwargs)
             self._patched = None
             if answer_logits_only:
-                head, config = _find_output_head(self.model)
+                head, config = find_output_head(self.model)
                 if head is not None:
-                    self._patched = _LossPositionsHead(head)
+                    # one process only: under DDP/FSDP the head's weight must be used inside the model's forward
+                    fused = fused_head and is_plain_linear(head) and self.args.world_size == 1
+                    self._patched = LossPositionsHead(head, fused=fused)
                     self._softcap = getattr(config, "final_logit_softcapping", None)
             # one process only: under DDP the parameters would be used by two forward calls per step
             self.shared_prefix = shared_prefix and self._patched is not None and self.args.world_size == 1
@@ -167,15 +137,20 @@ def make_trainer_class():
             self._patched.keep = keep
             try:
                 outputs = model(**fwd, use_cache=False)
+                hidden, self._patched.hidden = self._patched.hidden, None
             finally:
                 self._patched.keep = None
+            if self._patched.fused:
+                if hidden is None or hidden.shape[0] != targets.shape[0]:
+                    raise RuntimeError("output head did not honour the loss-position mask")
+                head = self._patched.head
+                loss = fused_cross_entropy(hidden, head.weight, head.bias, targets, self._softcap)
+                return (loss, outputs) if return_outputs else loss
+            # the model's forward already soft-capped these logits (Gemma 2's final_logit_softcapping)
             logits = outputs.logits
             if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
                 raise RuntimeError("output head did not honour the loss-position mask")
-            logits = logits.float()
-            if self._softcap:
-                logits = torch.tanh(logits / self._softcap) * self._softcap
-            loss = F.cross_entropy(logits, targets)
+            loss = F.cross_entropy(logits.float(), targets)
             return (loss, outputs) if return_outputs else loss
 
         def _with_prefix_cache(self, fwd: dict, prefix: int) -> dict:
@@ -464,7 +439,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         model, peft_config = _continue_from(run, cfg.passages_from, model), None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                           peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
-                          answer_logits_only=cfg.loss == "answer" and not cfg.packing and cfg.loss_head == "positions",
+                          answer_logits_only=cfg.loss == "answer" and not cfg.packing and cfg.loss_head != "trl",
+                          fused_head=cfg.loss_head == "fused",
                           shared_prefix=cfg.shared_prefix,
                           batch_groups=[context for context, _, _ in reader_rows]
                           if reader and cfg.reader_batches == "paragraph" else None)

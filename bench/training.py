@@ -162,7 +162,7 @@ def main() -> None:
                 before, after = ({"shared_prefix": False}, "per-row prompt"), ({}, "shared prompt head once per batch")
             else:
                 before = ({"loss_head": "trl", "shared_prefix": False}, "TRL's fused head")
-                after = ({"shared_prefix": False}, "loss-position head")
+                after = ({"shared_prefix": False}, "loss-position head (fused, the default since session 23)")
             plain = run_ours(run, args.steps, cfg.model_copy(update=before[0]), before[1])
             shared = run_ours(run, args.steps, cfg.model_copy(update=after[0]), after[1])
             result = {"threads": args.threads, "model": cfg.model, "bf16": args.bf16, "before": plain, "after": shared,

@@ -140,6 +140,9 @@ def test_answers_scored_whole_are_what_a_plain_forward_pass_gives(tiny_run):
     prompts = alpaca([r["question"] for r in qa], tok)
     offered = [[r["answers"][0], qa[i - 1]["answers"][0], "모르는 답"] for i, r in enumerate(qa)]
     scores = answer_log_probs(model, tok, prompts, offered, rows_per_batch=5, bf16=False)
+    # two rows a forward: a prompt's three answers run in two batches against its cached keys/values
+    split = answer_log_probs(model, tok, prompts, offered, rows_per_batch=2, bf16=False)
+    assert all(abs(split[i][a] - scores[i][a]) < 1e-4 for i, found in enumerate(offered) for a in found)
     for prompt, found, got in zip(prompts, offered, scores):
         for answer in found:
             ids = tok(prompt).input_ids

@@ -9,7 +9,6 @@ the answers it learned: beam search over a token trie of them (`answers`), a who
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 
@@ -114,64 +113,119 @@ def answer_log_probs(model, tokenizer, prompts: Sequence[str], answers_per_promp
     """For each prompt, each of its answers' log P(answer, EOS | prompt), summed over the answer's tokens as
     training tokenised them.
 
-    Every (prompt, answer) pair is one row; rows run `rows_per_batch` at a time (sorted by length, right-padded),
-    the head every prompt shares once per call (its keys/values reused), and the output layer only at the
-    positions that predict an answer token (Gemma's 262k-word head costs more than the rest of a position)."""
-    import copy
-
+    The head every prompt shares runs once per call; then prompts run in groups of at most `rows_per_batch`
+    (prompt, answer) rows: each prompt once (its last position predicts every answer's first token), then its
+    answers as rows that attend to the prompt's keys/values — a question offered 6 answers is read once, not 6
+    times. The output layer runs only at positions that predict an answer token (Gemma's 262k-word head costs more
+    than the rest of a position)."""
     import torch
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone, head = getattr(base, base.base_model_prefix), base.get_output_embeddings()
     softcap = getattr(base.config, "final_logit_softcapping", None)
-    prompt_ids = [tokenizer(p, add_special_tokens=True).input_ids for p in prompts]
-    answer_ids: dict[str, list[int]] = {}
-    rows = []  # (prompt index, answer, token ids, answer length)
-    for i, answers in enumerate(answers_per_prompt):
-        for a in dict.fromkeys(answers):
-            if a not in answer_ids:
-                answer_ids[a] = tokenizer(a, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
-            rows.append((i, a, prompt_ids[i] + answer_ids[a], len(answer_ids[a])))
-    prefix = common_prefix_length([r[2][:-r[3]] for r in rows]) if len(rows) > 1 else 0
-    device = next(model.parameters()).device
-    autocast = _cpu_autocast(model, bf16)
+    offered = [list(dict.fromkeys(answers)) for answers in answers_per_prompt]
+    asked = [i for i, answers in enumerate(offered) if answers]
     scores: list[dict[str, float]] = [{} for _ in prompts]
-    unscored = Counter(i for i, *_ in rows)  # a prompt is done when its last answer is scored
-    if progress and len(unscored) < len(prompts):
-        progress(len(prompts) - len(unscored))  # prompts offered no answer
-    order = sorted(range(len(rows)), key=lambda j: len(rows[j][2]))
-    with torch.inference_mode(), autocast:
-        head_cache = backbone(input_ids=torch.tensor([rows[0][2][:prefix]], device=device),
+    if progress and len(asked) < len(prompts):
+        progress(len(prompts) - len(asked))  # prompts offered no answer
+    if not asked:
+        return scores
+    prompt_ids = {i: tokenizer(prompts[i], add_special_tokens=True).input_ids for i in asked}
+    answer_ids = {a: tokenizer(a, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+                  for i in asked for a in offered[i]}
+    prefix = common_prefix_length([prompt_ids[i] for i in asked], minimum=1)
+    device = next(model.parameters()).device
+    with torch.inference_mode(), _cpu_autocast(model, bf16):
+        head_cache = backbone(input_ids=torch.tensor([prompt_ids[asked[0]][:prefix]], device=device),
                               use_cache=True).cache if prefix else None
-        for start in range(0, len(order), rows_per_batch):
-            batch = [rows[j] for j in order[start:start + rows_per_batch]]
-            width = max(len(r) for _, _, r, _ in batch) - prefix
-            ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0, dtype=torch.long)
-            mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
-            mask[:, :prefix] = 1
-            predicts = torch.zeros((len(batch), width), dtype=torch.bool)  # position t predicts token t+1
-            for b, (_, _, r, n) in enumerate(batch):  # right-padded: positions need no shifting
-                rest = r[prefix:]
-                ids[b, :len(rest)] = torch.tensor(rest)
-                mask[b, prefix:prefix + len(rest)] = 1
-                predicts[b, len(rest) - n - 1:len(rest) - 1] = True
-            cache = None
-            if head_cache is not None:
-                cache = copy.deepcopy(head_cache)
-                cache.batch_repeat_interleave(len(batch))
-            positions = torch.arange(prefix, prefix + width).expand(len(batch), -1)
-            hidden = backbone(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache,
-                              position_ids=positions.to(device), use_cache=False).last_hidden_state
-            targets = torch.tensor([t for _, _, r, n in batch for t in r[-n:]], device=device)
-            logp = _target_log_probs(head, hidden[predicts.to(device)], targets, softcap)
-            at, finished = 0, 0
-            for i, a, _, n in batch:
-                scores[i][a], at = sum(logp[at:at + n]), at + n
-                unscored[i] -= 1
-                finished += unscored[i] == 0
-            if progress and finished:
-                progress(finished)
+        for group in _prompt_groups(sorted(asked, key=lambda i: len(prompt_ids[i])), offered, rows_per_batch):
+            prompt_cache, prompt_mask, first = _read_prompts(backbone, head, softcap, head_cache, prefix,
+                                                             [prompt_ids[i] for i in group], tokenizer, device)
+            rows = [(g, a) for g, i in enumerate(group) for a in offered[i]]
+            for start in range(0, len(rows), rows_per_batch):
+                chunk = rows[start:start + rows_per_batch]
+                rest = _answer_rest_log_probs(backbone, head, softcap, prompt_cache, prompt_mask, prefix,
+                                              [(g, answer_ids[a]) for g, a in chunk],
+                                              [len(prompt_ids[group[g]]) for g, _ in chunk], tokenizer, device)
+                for (g, a), later in zip(chunk, rest):
+                    scores[group[g]][a] = float(first[g, answer_ids[a][0]]) + later
+            if progress:
+                progress(len(group))
     return scores
+
+
+def _prompt_groups(order: list[int], offered: Sequence[Sequence[str]], rows: int) -> list[list[int]]:
+    """Consecutive prompts whose answers together make at most `rows` rows (a prompt with more answers alone)."""
+    groups: list[list[int]] = []
+    size = 0
+    for i in order:
+        if groups and size + len(offered[i]) <= rows:
+            groups[-1].append(i)
+            size += len(offered[i])
+        else:
+            groups.append([i])
+            size = len(offered[i])
+    return groups
+
+
+def _read_prompts(backbone, head, softcap, head_cache, prefix: int, ids: list[list[int]], tokenizer, device):
+    """The prompts after the shared head, right-padded, through the backbone once: their keys/values (head
+    included), the attention mask over them, and the log-probabilities at each prompt's last position."""
+    import copy
+
+    import torch
+    width = max(len(r) for r in ids) - prefix
+    input_ids = torch.full((len(ids), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(ids), prefix + width), dtype=torch.long)
+    mask[:, :prefix] = 1
+    for b, r in enumerate(ids):
+        input_ids[b, :len(r) - prefix] = torch.tensor(r[prefix:])
+        mask[b, prefix:len(r)] = 1
+    cache = None
+    if head_cache is not None:
+        cache = copy.deepcopy(head_cache)
+        cache.batch_repeat_interleave(len(ids))
+    positions = torch.arange(prefix, prefix + width).expand(len(ids), -1)
+    out = backbone(input_ids=input_ids.to(device), attention_mask=mask.to(device), cache=cache,
+                   position_ids=positions.to(device), use_cache=True)
+    last = out.last_hidden_state[torch.arange(len(ids)), torch.tensor([len(r) - prefix - 1 for r in ids])]
+    logits = head(last).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return out.cache, mask, torch.log_softmax(logits, -1)
+
+
+def _answer_rest_log_probs(backbone, head, softcap, prompt_cache, prompt_mask, prefix: int,
+                           rows: list[tuple[int, list[int]]], prompt_lengths: list[int], tokenizer,
+                           device) -> list[float]:
+    """For each (prompt row in the cache, answer ids) row: log P(answer tokens after the first | prompt, first
+    tokens), the answer (less its last token) run against a copy of its prompt's keys/values."""
+    import copy
+
+    import torch
+    width = max(len(a) for _, a in rows) - 1
+    if width == 0:  # one-token answers (EOS alone): the prompt's last position predicted everything
+        return [0.0] * len(rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(rows), prompt_mask.shape[1] + width), dtype=torch.long)
+    predicts = torch.zeros((len(rows), width), dtype=torch.bool)  # position t predicts token t+1
+    for b, (g, a) in enumerate(rows):
+        ids[b, :len(a) - 1] = torch.tensor(a[:-1])
+        mask[b, :prompt_mask.shape[1]] = prompt_mask[g]
+        mask[b, prompt_mask.shape[1]:prompt_mask.shape[1] + len(a) - 1] = 1
+        predicts[b, :len(a) - 1] = True
+    cache = copy.deepcopy(prompt_cache)
+    cache.batch_select_indices(torch.tensor([g for g, _ in rows], device=device))
+    positions = torch.tensor(prompt_lengths)[:, None] + torch.arange(width)[None, :]
+    hidden = backbone(input_ids=ids.to(device), attention_mask=mask.to(device), cache=cache,
+                      position_ids=positions.to(device), use_cache=False).last_hidden_state
+    targets = torch.tensor([t for _, a in rows for t in a[1:]], device=device)
+    logp = _target_log_probs(head, hidden[predicts.to(device)], targets, softcap)
+    out, at = [], 0
+    for _, a in rows:
+        out.append(sum(logp[at:at + len(a) - 1]))
+        at += len(a) - 1
+    return out
 
 
 def _target_log_probs(head, hidden, targets, softcap: float | None, positions: int = 512) -> list[float]:

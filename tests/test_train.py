@@ -155,6 +155,16 @@ def test_export_merged_model_loads_with_plain_transformers(tiny_run, tmp_path):
     assert res.exit_code == 2 and "pass it as --model" in res.output.replace("\n", "")
 
 
+def first_batch_with_live_lora(trainer):
+    """The trainer's first batch, its model in training mode with LoRA's B matrices made non-zero (they start at
+    zero, where the adapter would not count in a comparison of gradients)."""
+    for n, p in trainer.model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.02)
+    trainer.model.train()
+    return next(iter(trainer.get_train_dataloader()))
+
+
 @pytest.mark.parametrize("reader", [False, True])
 def test_shared_prefix_gives_the_same_loss_and_lora_gradients(reader):
     """The prompt head shared by a batch runs once; loss and every LoRA gradient match the plain forward."""
@@ -177,12 +187,8 @@ def test_shared_prefix_gives_the_same_loss_and_lora_gradients(reader):
                      completion_only_loss=True, max_length=1024, disable_tqdm=True)
     trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
                                    processing_class=tok, peft_config=_lora_config(cfg))
-    for n, p in trainer.model.named_parameters():
-        if "lora_B" in n:
-            p.data.normal_(0, 0.02)  # B starts at zero: make the adapter count
-    batch = next(iter(trainer.get_train_dataloader()))
+    batch = first_batch_with_live_lora(trainer)
     assert shared_prefix_length(batch["input_ids"], batch["labels"]) >= 15
-    trainer.model.train()
     got = {}
     for shared in (False, True):
         trainer.shared_prefix = shared
@@ -226,11 +232,7 @@ def test_frozen_weights_cast_to_bf16_once_give_the_same_autocast_loss_and_gradie
                                    processing_class=tok,
                                    peft_config=_lora_config(load_train_config("tiny-test", {"lora_dropout": 0.0,
                                                                                     "modules_to_save": []})))
-    for n, p in trainer.model.named_parameters():
-        if "lora_B" in n:
-            p.data.normal_(0, 0.02)
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.model.train()
+    batch = first_batch_with_live_lora(trainer)
     trainer.cpu_autocast = True
     got = []
     for cast in (False, True):
@@ -351,11 +353,7 @@ def test_fused_head_gives_the_loss_and_gradients_of_the_logits_head(autocast):
                                        processing_class=tok, fused_head=fused,
                                        peft_config=_lora_config(load_train_config("tiny-test", {})))
         assert trainer._patched.fused is fused
-        for n, p in trainer.model.named_parameters():
-            if "lora_B" in n:
-                p.data.normal_(0, 0.02)
-        batch = next(iter(trainer.get_train_dataloader()))
-        trainer.model.train()
+        batch = first_batch_with_live_lora(trainer)
         trainer.cpu_autocast = autocast
         with trainer.compute_loss_context_manager():
             loss = trainer.compute_loss(trainer.model, dict(batch))

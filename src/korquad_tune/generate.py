@@ -144,7 +144,7 @@ def answer_log_probs(model, tokenizer, prompts: Sequence[str], answers_per_promp
             rows = [(g, a) for g, i in enumerate(group) for a in offered[i]]
             for start in range(0, len(rows), rows_per_batch):
                 chunk = rows[start:start + rows_per_batch]
-                rest = _answer_rest_log_probs(backbone, head, softcap, prompt_cache, prompt_mask, prefix,
+                rest = _answer_rest_log_probs(backbone, head, softcap, prompt_cache, prompt_mask,
                                               [(g, answer_ids[a]) for g, a in chunk],
                                               [len(prompt_ids[group[g]]) for g, _ in chunk], tokenizer, device)
                 for (g, a), later in zip(chunk, rest):
@@ -195,9 +195,8 @@ def _read_prompts(backbone, head, softcap, head_cache, prefix: int, ids: list[li
     return out.cache, mask, torch.log_softmax(logits, -1)
 
 
-def _answer_rest_log_probs(backbone, head, softcap, prompt_cache, prompt_mask, prefix: int,
-                           rows: list[tuple[int, list[int]]], prompt_lengths: list[int], tokenizer,
-                           device) -> list[float]:
+def _answer_rest_log_probs(backbone, head, softcap, prompt_cache, prompt_mask, rows: list[tuple[int, list[int]]],
+                           prompt_lengths: list[int], tokenizer, device) -> list[float]:
     """For each (prompt row in the cache, answer ids) row: log P(answer tokens after the first | prompt, first
     tokens), the answer (less its last token) run against a copy of its prompt's keys/values."""
     import copy

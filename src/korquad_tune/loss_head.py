@@ -5,10 +5,10 @@ loss positions, so its logits are 0.5-1 GB in bf16 and twice that in fp32 for th
 gradient as much again: on two cores a step spent more time allocating and walking those tensors than in matmuls.
 `fused_cross_entropy` runs the output layer and the cross-entropy a few hundred positions at a time and computes the
 hidden states' gradient in the same pass (the loss is a scalar, so backward only scales it): the same matmuls in the
-same dtypes, the same loss and gradients to float rounding, 2.5x faster on 2,000 positions (BENCHMARKS 4d).
+same dtypes, the same loss and gradients to float rounding, 2.7x faster on 2,000 positions (BENCHMARKS 4d).
 
 trl 1.16 has the same idea (`trl.kernels.ChunkedLogProbFunction`, behind `add_fused_lm_head`), tiled over the
-vocabulary for GPUs; on these CPUs it was 1.4-2.7x slower than materialising the logits (`bench/loss_head.py`), so
+vocabulary for GPUs; on these CPUs it was 1.6-3.3x slower than materialising the logits (`bench/loss_head.py`), so
 the project keeps this one (config `loss_head: fused`; `positions` materialises the logits, `trl` uses TRL's head).
 """
 

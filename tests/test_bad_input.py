@@ -151,6 +151,11 @@ def test_user_gives_a_folder_as_data_or_file(tmp_path, small_run):
     fails(["ask", "--file", tmp_path], "is a folder")
 
 
+def test_user_passes_the_run_folder_as_the_adapter(tiny_run):
+    fails(["ask", "질문?", "--adapter", tiny_run], "a run folder, not an adapter",
+          f"--adapter {tiny_run / 'adapters' / 'no-aug'}")
+
+
 def test_user_asks_an_empty_question():
     fails(["ask", "  "], "the question is empty")
 

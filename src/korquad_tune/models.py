@@ -253,6 +253,11 @@ def read_adapter_meta(adapter_dir: str | Path) -> dict:
         if (adapter_dir / "config.json").exists():
             raise KorquadTuneError(f"{adapter_dir}: a whole model (full fine-tuning or a merged export), not an "
                                    f"adapter; pass it as --model {adapter_dir}")
+        inside = sorted(p.parent.name for p in adapter_dir.glob("adapters/*/adapter_config.json"))
+        if inside:  # a run folder: name the adapters it holds, the closed-book one that knows most first
+            best = next((a for a in ("passages", "aug", "no-aug") if a in inside), inside[0])
+            raise KorquadTuneError(f"{adapter_dir}: a run folder, not an adapter; pass one of its adapters, e.g. "
+                                   f"--adapter {adapter_dir / 'adapters' / best} (it has {', '.join(inside)})")
         raise KorquadTuneError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
                                "pass a folder written by `korquad-tune train`")
     meta_path = adapter_dir / ADAPTER_META

@@ -366,3 +366,61 @@ def test_fused_head_gives_the_loss_and_gradients_of_the_logits_head(autocast):
     for n, g in got[0][1].items():
         tol = 2e-2 if autocast else 1e-5  # bf16: one rounding of the softmax's gradient may land either side
         assert torch.allclose(got[1][1][n], g, atol=tol * g.abs().max().item(), rtol=tol), n
+
+
+def test_bits_dropout_drops_p_of_the_elements_and_keeps_the_mean():
+    """LoRA's CPU dropout: a Bernoulli mask with p to 1/32768, kept elements scaled so the mean stays; the same
+    seed gives the same mask; its gradient is the mask times the scale; identity in eval mode."""
+    from korquad_tune.lora_cpu import BitsDropout
+    drop = BitsDropout(0.05)
+    x = torch.ones(1000, 1003, requires_grad=True)  # an element count not divisible by 4
+    torch.manual_seed(3)
+    y = drop(x)
+    assert (y == 0).float().mean().item() == pytest.approx(0.05, abs=0.002)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.005)
+    assert set(torch.unique(y).tolist()) == {0.0, torch.tensor(drop.scale).item()}
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    torch.manual_seed(3)
+    assert torch.equal(drop(x), y)
+    assert not torch.equal(drop(x), y)  # the generator moved on
+    drop.eval()
+    assert drop(x) is x
+
+
+def test_bits_dropout_lets_lora_inputs_stay_bf16_under_autocast_exactly():
+    """With BitsDropout, PEFT's cast of a bf16 input to the adapter's fp32 (and autocast's cast back) changes no
+    number: the loss and every LoRA gradient are bitwise those with the cast, on the tiny model under bf16 autocast."""
+    from peft import get_peft_model
+
+    from korquad_tune.lora_cpu import BitsDropout, use_bits_dropout
+    from korquad_tune.models import cast_frozen_to_bf16, load_base_model, resolve_model
+    from korquad_tune.train import _lora_config
+    torch.manual_seed(0)
+    model = get_peft_model(load_base_model(resolve_model("tiny-random"), device="cpu"),
+                           _lora_config(load_train_config("tiny-test", {"lora_dropout": 0.1})))
+    cast_frozen_to_bf16(model)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.02)
+    assert use_bits_dropout(model, keep_input_dtype=False) > 0
+    model.train()
+    ids = torch.randint(0, 100, (3, 17))
+    bf16_inputs = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: bf16_inputs.append(args[0].dtype == torch.bfloat16))
+             for m in model.modules() if isinstance(m, BitsDropout)]
+    got = []
+    for keep in (False, True):
+        if keep:
+            use_bits_dropout(model, keep_input_dtype=True)
+        model.zero_grad()
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        got.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    for h in hooks:
+        h.remove()
+    assert any(bf16_inputs)  # some LoRA layers did get bf16 inputs (attention and MLP outputs)
+    assert got[0][0] == got[1][0]
+    assert all(torch.equal(g, got[1][1][n]) for n, g in got[0][1].items())

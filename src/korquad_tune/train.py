@@ -448,6 +448,9 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     if trainer.cpu_autocast and cfg.bf16_frozen and cfg.method == "lora":
         from korquad_tune.models import cast_frozen_to_bf16
         cast_frozen_to_bf16(trainer.model)
+    if device == "cpu" and cfg.method == "lora" and cfg.dropout_mask == "bits":
+        from korquad_tune.lora_cpu import use_bits_dropout
+        use_bits_dropout(trainer.model, keep_input_dtype=trainer.cpu_autocast)
     recorder = None
     if os.environ.get("KORQUAD_TUNE_RECORD_BATCHES") == "1":
         recorder = trainer.data_collator = RecordingCollator(trainer.data_collator)

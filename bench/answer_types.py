@@ -5,7 +5,8 @@ filter keeps) is the kind its gold answer is, over a whole SQuAD-format file. No
 
 Counts, per kind: the questions that say it (a number, with the counter "몇 X" names, not a number) and those whose
 first gold answer is of it; `misses` lists the questions whose gold answer is not (the filter could drop it where an
-answer of the said kind is offered beside it).
+answer of the said kind is offered beside it). And, where the paragraph holds a whole date at the gold answer, how
+often a question asking for a year (`asked_date_precision`) got the year alone and one asking 언제 / 날짜 … the date.
 """
 
 from __future__ import annotations
@@ -17,9 +18,23 @@ from collections import Counter
 from pathlib import Path
 
 
+def count_date_precision(counts: Counter, qa: dict, context: str, asked_date_precision, re) -> None:
+    """Where the paragraph holds a whole date at the gold answer ("1984년 5월 19일 …"), whether the person gave the
+    year alone or the date, by what the question asks (`retrieval.asked_date_precision`)."""
+    precision = asked_date_precision(qa["question"])
+    answer = qa["answers"][0]
+    gold = re.fullmatch(r"\d+년( \d+월( \d+일)?)?", answer["text"])
+    if precision is None or gold is None:
+        return
+    if re.match(r"\d+년 \d+월", context[answer["answer_start"]:answer["answer_start"] + 20]):
+        counts[f"date_in_paragraph_asked_{precision}_gold_{'date' if gold.group(1) else 'year'}"] += 1
+
+
 def main() -> None:
     from korquad_tune.data import shipped_dev_path
-    from korquad_tune.retrieval import asked_type
+    import re
+
+    from korquad_tune.retrieval import asked_date_precision, asked_type
 
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=None, help="SQuAD-format file (default: the shipped KorQuAD v1 dev set)")
@@ -32,6 +47,7 @@ def main() -> None:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
                 counts["questions"] += 1
+                count_date_precision(counts, qa, paragraph["context"], asked_date_precision, re)
                 kinds = asked_type(qa["question"])
                 if not kinds:
                     continue

@@ -105,6 +105,24 @@ def test_answer_recall_offers_answers_of_the_kind_the_question_asks():
     assert asked_type("몇 명이 모인 곳은?")[0]("알레포") and not asked_type("몇 가지 … 무엇에 반한다고 말했나?")
 
 
+def test_answer_recall_offers_the_year_or_the_date_the_question_asks_for():
+    """Of a year and a date from that year, both offered, "…해는?" / 연도 / 몇 년 get the year and 언제 / 날짜 /
+    생년월일 the date (as KorQuAD's annotators answered: 89 of 94 and 109 of 114, bench/answer_types.py); a year with
+    no date from it, or a question asking neither, keeps everything."""
+    from korquad_tune.retrieval import AnswerRecall, of_asked_date_precision
+    study = [("소토마요르가 첫 주니어 기록을 세운 해는?", "1984년"), ("소토마요르가 첫 주니어 기록을 세운 날은?", "1984년 5월 19일"),
+             ("소토마요르가 2.45m를 뛴 해는?", "1993년")]
+    recall = AnswerRecall([("소토마요르의 국적은?", "쿠바")], study)
+    assert recall.candidates(["소토마요르가 첫 주니어 기록을 세운 때는 언제인가?"], 4) == [["1984년 5월 19일", "1993년"]]
+    assert recall.candidates(["소토마요르가 첫 주니어 기록을 세운 연도는?"], 4) == [["1984년", "1993년"]]
+    assert recall.candidates(["소토마요르가 세운 첫 주니어 기록은?"], 3, typed=False) == \
+        recall.candidates(["소토마요르가 세운 첫 주니어 기록은?"], 3)
+    assert of_asked_date_precision("헤이그의 생년월일은?", ["1924년", "1924년 12월 2일", "2010년"]) == ["1924년 12월 2일", "2010년"]
+    assert of_asked_date_precision("위장전입한 년도는?", ["1999년 4월", "1999년"]) == ["1999년"]
+    assert of_asked_date_precision("언제 일어났나?", ["2007년", "2006년 5월"]) == ["2007년", "2006년 5월"]
+    assert of_asked_date_precision("피해는?", ["1999년 4월", "1999년"]) == ["1999년 4월", "1999년"]
+
+
 def test_answer_recall_prior_goes_to_the_nearest_trained_answer_unless_the_question_says_it():
     """`decoding: recall` counts the nearest trained question's answer `recall_prior` nats likelier; not where the
     asked question already says that answer (it then asks about something else: BENCHMARKS 5g)."""

@@ -131,6 +131,34 @@ def of_asked_type(question: str, answers: list[str]) -> list[str]:
     return answers
 
 
+# Where the paragraph holds a whole date at the answer, the question says how much of it a person gave
+# (`bench/answer_types.py`, KorQuAD dev): asked for a year (…해는? / 연도 / 몇 년) the year alone, 89 of 94; asked
+# 언제 / 때 / 날 / 날짜 / 생년월일 / 일자 / 며칠, the date from the year on, 109 of 114.
+_YEAR_ASKED = re.compile(r"[연년]도|몇\s?년|(?<![가-힣])해(?:은|는|이|가|에|를)?\s*[?？]*\s*$")
+_DAY_ASKED = re.compile(r"언제(?!나|든|라도)|때는|날은|날짜|생년월일|일자|며칠")
+_YEAR_ONLY = re.compile(r"\d+년")
+_DATE_FROM_YEAR = re.compile(r"(\d+년) \d+월(?: \d+일)?")
+
+
+def asked_date_precision(question: str) -> str | None:
+    """`year` if the question asks for a year, `day` if for a date or a time (언제, 날짜 …), else None."""
+    return "year" if _YEAR_ASKED.search(question) else "day" if _DAY_ASKED.search(question) else None
+
+
+def of_asked_date_precision(question: str, answers: list[str]) -> list[str]:
+    """Where a year ("1984년") and a date from that year ("1984년 5월 19일") are both among `answers`, the one the
+    question asks for: the year for "…해는?", the date for "언제 …?"; `answers` unchanged otherwise."""
+    precision = asked_date_precision(question)
+    if precision is None:
+        return answers
+    years = {a for a in answers if _YEAR_ONLY.fullmatch(a)}
+    dates = {a: m.group(1) for a in answers if (m := _DATE_FROM_YEAR.fullmatch(a)) and m.group(1) in years}
+    if not dates:
+        return answers
+    drop = set(dates) if precision == "year" else set(dates.values())
+    return [a for a in answers if a not in drop]
+
+
 class AnswerRecall:
     """The answers a closed-book adapter may give to a question under `decoding: recall`: those of the `k` trained
     questions most like it (BM25 over the questions and their rewordings), and of the `k` most like it once the
@@ -164,7 +192,8 @@ class AnswerRecall:
         beside "아펜젤러 선교사", "K리그 팀 울산 현대" beside "울산 현대"): where a person chose the span of that thing,
         theirs stands, and the adapter no longer trades it for the cloze rules' cut (BENCHMARKS 5e). With `typed` (on)
         only the answers of the strictest kind the question's wh-word asks for that any of them is are offered
-        (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f)."""
+        (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f), and of a year and a
+        date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일)."""
         nearest = self.lookups[0].top_answers(texts, k)
         studied = [lookup.top_answers(texts, k) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
@@ -175,7 +204,7 @@ class AnswerRecall:
             if trained_spans:
                 more = [a for a in more if not any(_overlapping(a, t) for t in nearest[i])]
             offered = list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more)))
-            out.append(of_asked_type(text, offered) if typed else offered)
+            out.append(of_asked_date_precision(text, of_asked_type(text, offered)) if typed else offered)
         return out
 
     def nearest_answers(self, texts: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ training step's forward + backward.
    torch's F.dropout on fp32 (what PEFT feeds it under autocast) against BitsDropout.
 2. Gemma 3 270M with the default LoRA (r 16, all-linear, p 0.05), frozen weights in bf16, under CPU bf16 autocast
    as `train` runs it: the backbone's forward + backward (no output layer: loss_head.py has its own bench) on 8
-   real training prompts of the default run (Alpaca template, ~60 tokens each), with torch's dropout and PEFT's
+   real training prompts of the default run (Alpaca template with the answer, padded to 70 tokens: 560 in all), with torch's dropout and PEFT's
    input cast, then with `use_bits_dropout`. The two settings alternate, `--repeats` times each, one process;
    medians and the fastest are reported, and the ratio of the medians.
 """

@@ -32,6 +32,15 @@ def test_local_folder(tmp_path):
     assert model.config.num_hidden_layers == 2
 
 
+def test_models_load_without_hub_kernels():
+    """transformers swaps layers for hub-fetched kernels by default; offline on CUDA that fails at model.train()
+    (seen on a lent H200, BENCHMARKS 6). Loading turns it off, and training mode does not turn it back on."""
+    from korquad_tune.models import load_base_model
+    model = load_base_model(resolve_model("tiny-random"), device="cpu")
+    model.train()
+    assert model.use_kernels is False
+
+
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(KorquadTuneError, match="no config.json"):
         resolve_model(str(tmp_path))

@@ -184,6 +184,7 @@ def test_shared_prefix_gives_the_same_loss_and_lora_gradients(reader):
     else:
         ds = build_dataset(tok, get_template("alpaca"), [(r["question"], r["answers"][0]) for r in records[:6]], 256)
     args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=6, use_cpu=True, report_to="none",
+                     gradient_checkpointing=False,
                      completion_only_loss=True, max_length=1024, disable_tqdm=True)
     trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
                                    processing_class=tok, peft_config=_lora_config(cfg))
@@ -201,6 +202,35 @@ def test_shared_prefix_gives_the_same_loss_and_lora_gradients(reader):
     assert got[True][1].keys() == got[False][1].keys() and len(got[True][1]) > 4
     for n, g in got[False][1].items():
         assert torch.allclose(got[True][1][n], g, atol=1e-5, rtol=1e-4), n
+
+
+def test_gradient_checkpointing_turns_the_shared_prefix_off_and_keeps_the_loss():
+    """Checkpointed layers drop a passed cache (the CUDA default; a lent H200 crashed on it): the shared prompt head
+    is then not used, and the loss is the plain forward's."""
+    from trl import SFTConfig
+
+    from korquad_tune.data import parse_squad, shipped_dev_path
+    from korquad_tune.models import load_base_model, load_tokenizer, resolve_model
+    from korquad_tune.train import _lora_config, build_dataset, make_trainer_class
+    resolved = resolve_model("tiny-random")
+    tok = load_tokenizer(resolved)
+    records, _ = parse_squad(shipped_dev_path(), articles=1)
+    ds = build_dataset(tok, get_template("alpaca"), [(r["question"], r["answers"][0]) for r in records[:6]], 256)
+    losses = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=6, use_cpu=True, report_to="none",
+                         completion_only_loss=True, max_length=256, disable_tqdm=True,
+                         gradient_checkpointing=checkpointing)
+        trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
+                                       processing_class=tok, peft_config=_lora_config(load_train_config("tiny-test",
+                                                                                       {"lora_dropout": 0.0})))
+        assert trainer.shared_prefix is not checkpointing
+        if checkpointing:
+            trainer.model.gradient_checkpointing_enable()
+        batch = first_batch_with_live_lora(trainer)
+        losses.append(trainer.compute_loss(trainer.model, dict(batch)).item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
 def test_shared_prefix_length_stops_before_any_loss():
@@ -227,6 +257,7 @@ def test_frozen_weights_cast_to_bf16_once_give_the_same_autocast_loss_and_gradie
     records, _ = parse_squad(shipped_dev_path(), articles=1)
     ds = build_dataset(tok, get_template("alpaca"), [(r["question"], r["answers"][0]) for r in records[:6]], 256)
     args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=6, use_cpu=True, report_to="none",
+                     gradient_checkpointing=False,
                      completion_only_loss=True, max_length=256, disable_tqdm=True)
     trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
                                    processing_class=tok,
@@ -281,6 +312,7 @@ def test_reader_rows_are_batched_by_paragraph_so_the_paragraph_runs_once_per_bat
     assert max(groups.count(c) for c in groups) > 3 and len(set(groups)) > 2
     ds = build_dataset(tok, get_template("alpaca"), [], 1024, reader_rows=rows)
     args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=3, use_cpu=True, report_to="none",
+                     gradient_checkpointing=False,
                      completion_only_loss=True, max_length=1024, disable_tqdm=True, seed=5)
     trainer = make_trainer_class()(model=load_base_model(resolved, device="cpu"), args=args, train_dataset=ds,
                                    processing_class=tok, batch_groups=groups)
@@ -345,6 +377,7 @@ def test_fused_head_gives_the_loss_and_gradients_of_the_logits_head(autocast):
     ds = build_dataset(tok, get_template("alpaca"), [(r["question"], r["answers"][0]) for r in records[:5]], 256,
                        texts=[records[0]["context"][:300]])
     args = SFTConfig(output_dir="/tmp/unused", per_device_train_batch_size=6, use_cpu=True, report_to="none",
+                     gradient_checkpointing=False,
                      completion_only_loss=True, max_length=256, disable_tqdm=True)
     got = []
     for fused in (False, True):

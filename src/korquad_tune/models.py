@@ -103,7 +103,8 @@ def convert_gguf(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
     with atomic_dir(out) as tmp, \
             console.status(f"[bold]First run: converting {gguf.name} into {out} (about a minute, once)"):
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                      use_kernels=False)
         config = loaded.config
         # A GGUF-loaded model refuses save_pretrained; rebuild it from its config without the quant config.
         if hasattr(config, "quantization_config"):
@@ -228,7 +229,9 @@ def load_base_model(resolved: ResolvedModel, device: str | None = None, load_in_
 
     hf_logging.disable_progress_bar()  # our own progress bars say what is happening
     device = device or default_device()
-    kwargs: dict = {}
+    # No hub kernels: transformers >= 5.2x swaps layers for kernels fetched from the hub by default, which on a
+    # CUDA machine without the hub fails at the first model.train() ("kernels-community/rotary ... offline mode").
+    kwargs: dict = {"use_kernels": False}
     if load_in_4bit:
         if device != "cuda":
             raise KorquadTuneError("int4 (QLoRA) loading needs a CUDA GPU; on CPU use a preset without "

@@ -87,8 +87,11 @@ def make_trainer_class():
                     fused = fused_head and is_plain_linear(head) and self.args.world_size == 1
                     self._patched = LossPositionsHead(head, fused=fused)
                     self._softcap = getattr(config, "final_logit_softcapping", None)
-            # one process only: under DDP the parameters would be used by two forward calls per step
-            self.shared_prefix = shared_prefix and self._patched is not None and self.args.world_size == 1
+            # one process only: under DDP the parameters would be used by two forward calls per step; and not
+            # under gradient checkpointing, whose layers drop the cache the rows would attend to (the CUDA default:
+            # it crashed there, BENCHMARKS 6)
+            self.shared_prefix = (shared_prefix and self._patched is not None and self.args.world_size == 1
+                                  and not self.args.gradient_checkpointing)
             # rows with the same group key (a reader row's paragraph) are batched together, so that the head they
             # share is the paragraph, not just the template's preamble
             self.batch_groups = batch_groups if self.shared_prefix else None

@@ -70,6 +70,8 @@ def parse_mode(mode: str) -> dict:
             options = {**options, "typed": False}
         elif part == "unasked":  # ... only: no study answer the question says
             options = {**options, "drop_asked": True}
+        elif part == "skipsaid":  # the study side passes over answers the question says, taking the next ones
+            options = {**options, "skip_said": True}
         elif part == "scored":  # every offered answer scored whole, the nearest trained one `prior` nats ahead
             scored = True
         elif part.startswith("p") and part[1:].replace(".", "", 1).isdigit():

@@ -138,7 +138,7 @@ def run_folder(run_dir: Path, recall: int = 0) -> dict:
 
 # AnswerRecall as `decoding: recall` runs it, with the two sentence switches on, and without the answer-type filter
 RECALL_VARIANTS = (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True}),
-                   ("_anytype", {"typed": False}))
+                   ("_anytype", {"typed": False}), ("_skipsaid", {"skip_said": True}))
 
 
 def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: list[dict], k: int,

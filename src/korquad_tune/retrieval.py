@@ -53,14 +53,18 @@ class RetrievalAnswerer:
         docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=1, show_progress=False)
         return [self.answers[int(d[0])] for d in docs]
 
-    def top_answers(self, questions: list[str], k: int) -> list[list[str]]:
-        """For each question, the answers of its best matches, best first, until `k` different answers."""
+    def top_answers(self, questions: list[str], k: int, skip_said: bool = False) -> list[list[str]]:
+        """For each question, the answers of its best matches, best first, until `k` different answers; with
+        `skip_said`, passing over answers the question itself says (the next match's answer takes the place)."""
         if not questions:
             return []
         # many questions share an answer (paraphrases): look deeper than k to find k different ones
         depth = min(len(self.questions), 20 * k)
         docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=depth, show_progress=False)
-        return [list(dict.fromkeys(self.answers[int(d)] for d in row))[:k] for row in docs]
+        found = [list(dict.fromkeys(self.answers[int(d)] for d in row)) for row in docs]
+        if skip_said:
+            found = [_not_asked(q, answers) for q, answers in zip(questions, found)]
+        return [answers[:k] for answers in found]
 
 
 # What kind of answer a question says it wants, and how often KorQuAD dev's gold answer is that kind
@@ -186,7 +190,7 @@ class AnswerRecall:
                     self.sentence_answers.setdefault(row[2], []).append(row[1])
 
     def candidates(self, texts: list[str], k: int, same_sentence: bool = False, drop_asked: bool = False,
-                   trained_spans: bool = True, typed: bool = True) -> list[list[str]]:
+                   trained_spans: bool = True, typed: bool = True, skip_said: bool = False) -> list[list[str]]:
         """Each text's candidate answers: the nearest trained questions' first, then the study side's. With
         `trained_spans` (on) no study answer that is a wider or narrower span of a nearest trained answer ("아펜젤러"
         beside "아펜젤러 선교사", "K리그 팀 울산 현대" beside "울산 현대"): where a person chose the span of that thing,
@@ -195,7 +199,7 @@ class AnswerRecall:
         (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f), and of a year and a
         date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일)."""
         nearest = self.lookups[0].top_answers(texts, k)
-        studied = [lookup.top_answers(texts, k) for lookup in self.lookups[1:]]
+        studied = [lookup.top_answers(texts, k, skip_said) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
             studied.append(self._same_sentence_answers(texts, k))
         out = []

@@ -105,6 +105,19 @@ def test_answer_recall_offers_answers_of_the_kind_the_question_asks():
     assert asked_type("몇 명이 모인 곳은?")[0]("알레포") and not asked_type("몇 가지 … 무엇에 반한다고 말했나?")
 
 
+def test_answer_recall_skip_said_takes_the_next_study_answer_in_place_of_one_the_question_says():
+    """`skip_said` (off, BENCHMARKS 5j): the study side passes over answers the asked question states and offers the
+    next nearest instead, as many as before; the trained side is untouched."""
+    from korquad_tune.retrieval import AnswerRecall
+    study = [("이회창은 1997년 대선에서 IMF사태에 대한 누구의 책임론으로 낙선했는가?", "한나라당"),
+             ("이회창은 몇 년에 대선에서 IMF사태에 대한 한나라당의 책임론으로 낙선했는가?", "1997년"),
+             ("이회창은 1997년 대선에서 무엇에 대한 한나라당의 책임론으로 낙선했는가?", "IMF사태")]
+    recall = AnswerRecall([("이회창의 팬클럽 이름은?", "창사랑")], study)
+    asked = ["이회창은 1997년 대선에서 이 사태에 대한 한나라당의 책임론으로 낙선한다. 이 사태는?"]
+    assert "IMF사태" not in recall.candidates(asked, 2)[0]
+    assert recall.candidates(asked, 2, skip_said=True) == [["창사랑", "IMF사태"]]
+
+
 def test_answer_recall_offers_the_year_or_the_date_the_question_asks_for():
     """Of a year and a date from that year, both offered, "…해는?" / 연도 / 몇 년 get the year and 언제 / 날짜 /
     생년월일 the date (as KorQuAD's annotators answered: 89 of 94 and 109 of 114, bench/answer_types.py); a year with

@@ -145,6 +145,21 @@ def test_user_gives_an_existing_file_as_the_output_folder(tmp_path):
     assert f.read_text() == "keep me"
 
 
+def test_user_gives_a_csv_or_json_lines_file_as_data(tmp_path):
+    csv, lines = tmp_path / "qa.csv", tmp_path / "qa.jsonl"
+    csv.write_text("question,answer\n한국의 수도는?,서울\n", encoding="utf-8")
+    lines.write_text('{"question": "a?"}\n{"question": "b?"}\n', encoding="utf-8")
+    fails(["prepare", "--data", csv, "--out", tmp_path / "r"], "qa.csv: invalid JSON at line 1",
+          "expected a SQuAD-format JSON file")
+    fails(["prepare", "--data", lines, "--out", tmp_path / "r"], "line 2", "is this JSON Lines?")
+    assert not (tmp_path / "r").exists()
+
+
+def test_user_names_an_adapter_folder_that_does_not_exist(tmp_path):
+    fails(["ask", "질문?", "--adapter", tmp_path / "nothere"], "nothere: no such folder", "RUN/adapters/passages")
+    fails(["report", tmp_path / "nothere"], "nothere: no such run folder")
+
+
 def test_user_gives_a_folder_as_data_or_file(tmp_path, small_run):
     fails(["prepare", "--data", tmp_path, "--out", tmp_path / "r"], "is a folder")
     fails(["augment", small_run, "--backend", "file", "--file", tmp_path], "is a folder")

@@ -66,9 +66,11 @@ def _read_squad_json(path: Path) -> dict:
     try:
         doc = json.loads(decode_text(raw, path))
     except json.JSONDecodeError as e:
-        raise KorquadTuneError(
-            f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg} (is the file truncated?)"
-        ) from None
+        # not JSON from the first character (a CSV), more than one value (JSON Lines), or cut short
+        hint = ("expected a SQuAD-format JSON file" if e.pos == 0 else
+                "one JSON document expected, as SQuAD files are; is this JSON Lines?" if e.msg == "Extra data" else
+                "is the file truncated?")
+        raise KorquadTuneError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg} ({hint})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise KorquadTuneError(f"{path}: not SQuAD format: expected a top-level object with a 'data' list")
     return doc

@@ -252,6 +252,9 @@ def load_base_model(resolved: ResolvedModel, device: str | None = None, load_in_
 
 def read_adapter_meta(adapter_dir: str | Path) -> dict:
     adapter_dir = Path(adapter_dir)
+    if not adapter_dir.exists():
+        raise KorquadTuneError(f"{adapter_dir}: no such folder; pass an adapter folder written by `korquad-tune "
+                               "train`, e.g. --adapter RUN/adapters/passages")
     if not (adapter_dir / "adapter_config.json").exists():
         if (adapter_dir / "config.json").exists():
             raise KorquadTuneError(f"{adapter_dir}: a whole model (full fine-tuning or a merged export), not an "

@@ -20,6 +20,8 @@ CLOSED_BOOK = ("no-aug", "aug", "passages")
 
 def collect(run_dir: str | Path) -> dict[str, dict[str, tuple[dict, list[dict]]]]:
     """{question_set: {system: (metrics, per-question rows)}} from RUN_DIR/eval/."""
+    if not Path(run_dir).is_dir():
+        raise KorquadTuneError(f"{run_dir}: no such run folder; pass the folder `korquad-tune run --out` wrote")
     root = RunDir(run_dir).eval_root
     if not root.exists():
         raise KorquadTuneError(f"{root}: no evaluations yet; run `korquad-tune run` or `evaluate` first")

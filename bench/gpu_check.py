@@ -9,6 +9,14 @@ nothing; the code path and the cost are the real ones. The data are the default 
 paraphrases); the `passages` and `reader` adapters are not trained (their material needs Kiwi's 105 MB model).
 
     python bench/gpu_check.py --shape-of ~/.cache/korquad-tune/models/gemma3-270m --out bench/results/gpu_check.json
+
+On a lent machine (session 25, BENCHMARKS 6b): wheels of transformers, trl, peft, accelerate, datasets, dill,
+multiprocess, huggingface_hub, kernels, httpx2, httpcore2, truststore, click, hf-xet, tomlkit, fsspec, pydantic(-core),
+bm25s, gguf and bitsandbytes (its CUDA 13 libraries only, 43 -> 9 MB) in an ignored `.whl/`; the shape folder as
+`.gpu/gemma3-270m-shape/` (config.json, generation_config.json, tokenizer_config.json, tokenizer.json xz'd to 3.4
+MB); both carried; there `pip install --no-deps --target /tmp/site .whl/*.whl`, PYTHONPATH=/tmp/site:src,
+HF_HUB_OFFLINE=1, the tokenizer unpacked, then `python bench/gpu_check.py --shape-of .gpu/gemma3-270m-shape --steps 40`
+and `python bench/gpu_qlora.py --steps 60` (about 2.5 + 1.5 minutes on an H200).
 """
 
 from __future__ import annotations

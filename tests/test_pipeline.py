@@ -46,6 +46,14 @@ def test_run_end_to_end_and_resume(tmp_path):
     assert cfg.eval.max_new_tokens == 16 and {k: len(v) for k, v in sets.items()} == n
     assert list(finished_run_sets(out, ["unseen", "rephrased"])[1]) == ["rephrased", "unseen"]
 
+    # only the evaluation settings changed (e.g. after an upgrade changed their defaults): answered again, trained kept
+    config.write_text(yaml.safe_dump({"articles": 1, "preset": "tiny-test", "eval": {"max_new_tokens": 12}}))
+    res = runner.invoke(app, ["run", "--config", str(config), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "evaluating again" in res.output and "train aug" not in res.output
+    assert adapter.stat().st_mtime_ns == stamp and (out / "report.md").exists()
+    assert finished_run_sets(out)[0].eval.max_new_tokens == 12
+
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({"articles": 2, "preset": "tiny-test"}))
     res = runner.invoke(app, ["run", "--config", str(other), "--out", str(out)])

@@ -33,9 +33,14 @@ def file_sha1(path: Path) -> str | None:
     return hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path.exists() else None
 
 
-def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool) -> dict:
+# Settings that change only how a finished run is evaluated: changed, the answers are redone, the training kept.
+EVAL_ONLY = {"eval"}
+
+
+def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool, console=None) -> dict:
     """A run folder belongs to one experiment: its run config, the resolved training settings (preset contents,
-    not the preset's name) and the inputs its stages were made from. Refuse to mix results from two."""
+    not the preset's name) and the inputs its stages were made from. Refuse to mix results from two; where only
+    the evaluation settings changed, drop the evaluations and report (they are redone) and keep the rest."""
     settings = {"config": cfg.model_dump(), "train": train_cfg.model_dump(exclude=NO_RESULT_FIELDS)}
     current = {"fingerprint": _fingerprint(settings), **settings, "inputs": {}}
     if fresh:
@@ -48,8 +53,15 @@ def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool) -> dict
                               if before.get("train", {}).get(k) != settings["train"][k]} |
                              {k for k in settings["config"] if before.get("config", {}).get(k) != settings["config"][k]})
             what = ", ".join(changed) or "none of its own: it was made by another version of korquad-tune"
-            raise KorquadTuneError(f"{run.root} holds a run with other settings (changed: {what}); "
-                                   "use another --out, or --fresh to start this folder over")
+            if changed and set(changed) <= EVAL_ONLY:
+                for p in (run.eval_root, run.metrics, run.report_md, run.report_png):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                if console is not None:
+                    console.print(f"{run.root}: evaluation settings changed ({what}); evaluating again, the "
+                                  "trained adapters kept", style="yellow")
+            else:
+                raise KorquadTuneError(f"{run.root} holds a run with other settings (changed: {what}); "
+                                       "use another --out, or --fresh to start this folder over")
         for name, digest in before.get("inputs", {}).items():
             if file_sha1(getattr(run, name)) != digest:
                 raise KorquadTuneError(f"{getattr(run, name)} changed since this run used it (another `prepare`, "
@@ -118,7 +130,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     from korquad_tune.fileio import ensure_dir
     train_cfg = load_train_config(cfg.preset, cfg.train)  # before anything is written: a bad config stamps nothing
     run = RunDir(ensure_dir(out, "run folder (--out)"))
-    stamp = _check_settings(run, cfg, train_cfg, fresh)
+    stamp = _check_settings(run, cfg, train_cfg, fresh, console)
     timings = read_json(run.timings) if run.timings.exists() else {}
     atomic_write_text(run.config, "# run\n" + dump_yaml(cfg) + "# train (resolved preset + overrides)\n"
                       + dump_yaml(train_cfg))

@@ -84,8 +84,9 @@ class TrainConfig(BaseModel):
         "the logits of the loss positions only; `trl` uses TRL's fused head (slower on CPU, BENCHMARKS 4; faster "
         "on a GPU with a small model, BENCHMARKS 6b)")
     shared_prefix: bool = Field(True, description="compute the prompt head that every row of a batch shares once "
-                                "per batch (same loss, less work on CPU; slower on a GPU with a small model, BENCHMARKS "
-                                "6b); answer loss only, no packing, no gradient checkpointing (its layers drop the cache)")
+                                "per batch (same loss, less work on CPU; slower on a GPU with a small model, "
+                                "BENCHMARKS 6b); answer loss only, no packing, no gradient checkpointing (its "
+                                "layers drop the cache)")
     lr_scheduler: str = Field("linear", description="transformers scheduler name")
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

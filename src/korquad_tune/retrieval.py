@@ -174,7 +174,7 @@ class AnswerRecall:
     questions (`study` rows `(question, answer, sentence number)`): a person names a sentence's other facts when
     asking about one of them, and over 40 articles this offers the gold answer for 55% of unseen facts instead of
     43% — but those answers are the ones most easily confused; `drop_asked` drops the study side's answers that the
-    asked question already says. The nearest trained questions' answers are always offered as they are (a trained
+    asked question already says; `skip_said` (off too, level: BENCHMARKS 5j) passes over them for the next nearest. The nearest trained questions' answers are always offered as they are (a trained
     question may hold its own answer: "2012년 중국 BTV에서 … 보도한 나라는?" -> 중국). Two more are on: `trained_spans`
     and `typed`, see `candidates`."""
 

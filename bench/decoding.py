@@ -10,9 +10,10 @@ with each question's trie holding only the answers of its nearest trained questi
 nearest, default 3; `-sentences`: also the other answers of the sentences of the nearest study questions, less the
 study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d; `-anyspan`: study
 answers kept where they are a wider or narrower span of a nearest trained answer, as before session 18, 5e;
-`-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `recall-scored`: every
+`-nosent`: trained questions found by their own words only, not also by their answer's sentence, as before
+session 26, 5l; `-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `recall-scored`: every
 offered answer scored whole and the most probable given, the nearest trained question's answer `-pX` nats ahead
-(default 2; `decoding: recall` since session 20, 5g), where `recall-K` is beam search with K beams over them, as
+(default `generate.RECALL_PRIOR`, 5; `decoding: recall` since session 20, 5g), where `recall-K` is beam search with K beams over them, as
 before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
@@ -56,11 +57,11 @@ def ensure_answers(run, name: str) -> None:
 
 def parse_mode(mode: str) -> dict:
     """"recall-2-k5-lp0-sentences" -> the `Systems` settings it names: decoding, beams, recall_k, length_penalty,
-    recall_options (AnswerRecall.candidates' switches), recall_scored, recall_prior."""
+    recall_options (AnswerRecall.candidates' switches), recall_scored, recall_prior, recall_sentences."""
     from korquad_tune.generate import RECALL_PRIOR
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
-    beams, k, penalty, options, scored, prior = 1, 3, 1.0, {}, False, RECALL_PRIOR
+    beams, k, penalty, options, scored, prior, sentences = 1, 3, 1.0, {}, False, RECALL_PRIOR, True
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}
@@ -72,6 +73,8 @@ def parse_mode(mode: str) -> dict:
             options = {**options, "drop_asked": True}
         elif part == "skipsaid":  # the study side passes over answers the question says, taking the next ones
             options = {**options, "skip_said": True}
+        elif part == "nosent":  # trained questions found by their own words only (before session 26, 5l)
+            sentences = False
         elif part == "scored":  # every offered answer scored whole, the nearest trained one `prior` nats ahead
             scored = True
         elif part.startswith("p") and part[1:].replace(".", "", 1).isdigit():
@@ -83,7 +86,7 @@ def parse_mode(mode: str) -> dict:
         else:
             beams = int(part)
     return {"decoding": decoding, "beams": beams, "recall_k": k, "length_penalty": penalty,
-            "recall_options": options, "recall_scored": scored, "recall_prior": prior}
+            "recall_options": options, "recall_scored": scored, "recall_prior": prior, "recall_sentences": sentences}
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ KorQuAD articles the way `prepare` does (trained / rephrased / unseen), builds t
 
 - `questions`: the training questions only (the `retrieval` system without paraphrases), and
 - `questions+material`: the training questions and the study material's questions,
+- `questions+sentences`: the training questions, each also found by the sentence its answer stands in (the lookup
+  whose nearest answer `decoding: recall` counts likelier, since session 26),
 
 counting KorQuAD EM per set. Hundreds of held-out questions in seconds where one training scores a dozen in
 fifteen minutes: a way to compare two versions of the study material before paying for training, and a floor
@@ -77,6 +79,17 @@ def lookup_em(pairs: list[tuple[str, str]], held: list[dict], matches: list[int]
     return int(sum(score_one(pairs[i][1], r["answers"])[0] for i, r in zip(matches, held)))
 
 
+def sentence_lookup_em(rows: list[tuple[str, str, str]], held: list[dict]) -> int:
+    """EM of the lookup `decoding: recall` votes with: (question, answer, answer's sentence) rows, each scored by
+    BM25 over its question plus BM25 over question and sentence."""
+    from korquad_tune.metrics import score_one
+    from korquad_tune.retrieval import RetrievalAnswerer
+    if not held:
+        return 0
+    found = RetrievalAnswerer([row[:2] for row in rows], [row[2] for row in rows]).answer([r["question"] for r in held])
+    return int(sum(score_one(a, r["answers"])[0] for a, r in zip(found, held)))
+
+
 def covered_misses(pairs: list[tuple[str, str]], held: list[dict], matches: list[int], counts: Counter) -> list[dict]:
     """Held-out questions whose gold answer some study/training question asks for (`covered`) but the lookup
     missed: the question, a question asking for its answer, and the best match the lookup took instead."""
@@ -114,20 +127,23 @@ def uncovered(pairs: list[tuple[str, str]], held: list[dict], counts: Counter) -
 
 
 def run_folder(run_dir: Path, recall: int = 0) -> dict:
-    """The same two lookups on a finished run folder: its training questions, its material, its held-out sets; with
+    """The same lookups on a finished run folder: its training questions, its material, its held-out sets; with
     `recall`, also the gold answers `decoding: recall` offers its passages adapter, from that adapter's own
     questions.json (paraphrases included), with AnswerRecall's switches off and on."""
-    from korquad_tune.data import HELDOUT_SETS, load_qa
+    from korquad_tune.data import HELDOUT_SETS, load_qa, with_answer_sentences
     from korquad_tune.fileio import read_json, read_jsonl
     from korquad_tune.models import read_learned_questions
     asked = read_learned_questions(run_dir / "adapters" / "passages") if recall else None
-    questions = [(r["question"], r["answers"][0]) for r in load_qa(run_dir)]
+    qa = load_qa(run_dir)
+    questions = [(r["question"], r["answers"][0]) for r in qa]
+    with_sentences = with_answer_sentences(questions, qa)
     material = [(m["question"], m["answer"]) for m in read_json(run_dir / "material.json")["qa"]]
     out: dict = {"material": len(material)}
     for name in HELDOUT_SETS:
         held = read_jsonl(run_dir / f"{name}.jsonl")
         out.update({f"{name}_n": len(held), f"{name}_questions": lookup_em(questions, held),
-                    f"{name}_questions+material": lookup_em(questions + material, held)})
+                    f"{name}_questions+material": lookup_em(questions + material, held),
+                    f"{name}_questions+sentences": sentence_lookup_em(with_sentences, held)})
         if asked:
             for label, options in RECALL_VARIANTS:
                 hits, size = recall_hits(asked["questions"], asked["study"], held, recall, **options)
@@ -136,9 +152,11 @@ def run_folder(run_dir: Path, recall: int = 0) -> dict:
     return out
 
 
-# AnswerRecall as `decoding: recall` runs it, with the two sentence switches on, and without the answer-type filter
+# AnswerRecall as `decoding: recall` runs it, with the two sentence switches on, without the answer-type filter,
+# passing over said answers, and with the trained questions found by their own words only (before session 26)
 RECALL_VARIANTS = (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True}),
-                   ("_anytype", {"typed": False}), ("_skipsaid", {"skip_said": True}))
+                   ("_anytype", {"typed": False}), ("_skipsaid", {"skip_said": True}),
+                   ("_nosent", {"sentences": False}))  # trained questions found by their own words only
 
 
 def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: list[dict], k: int,
@@ -149,13 +167,14 @@ def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: l
     from korquad_tune.retrieval import AnswerRecall
     if not held:
         return 0, 0
-    offered = AnswerRecall(questions, material).candidates([r["question"] for r in held], k, **options)
+    sentences = options.pop("sentences", True)
+    offered = AnswerRecall(questions, material, sentences).candidates([r["question"] for r in held], k, **options)
     return (sum(any(score_one(a, r["answers"])[0] for a in found) for found, r in zip(offered, held)),
             sum(map(len, offered)))
 
 
 def main() -> None:
-    from korquad_tune.data import HELDOUT_SETS, shipped_dev_path, split_heldout
+    from korquad_tune.data import HELDOUT_SETS, shipped_dev_path, split_heldout, with_answer_sentences
     from korquad_tune.passages import _key, study_rows
 
     p = argparse.ArgumentParser()
@@ -186,6 +205,7 @@ def main() -> None:
         sets = split_heldout(records)
         banned = {_key(r["question"]) for name in HELDOUT_SETS for r in sets[name]}
         questions = [(r["question"], r["answers"][0]) for r in sets["trained"]]
+        with_sentences = with_answer_sentences(questions, sets["trained"])  # as questions.json keeps them
         material_rows = material_for(records, banned)
         material = [(m["question"], m["answer"]) for m in material_rows]
         study = study_rows(material_rows)
@@ -195,9 +215,10 @@ def main() -> None:
             counts[f"{name}_n"] += len(sets[name])
             counts[f"{name}_questions"] += lookup_em(questions, sets[name])
             counts[f"{name}_questions+material"] += lookup_em(questions + material, sets[name], matches)
+            counts[f"{name}_questions+sentences"] += sentence_lookup_em(with_sentences, sets[name])
             if args.recall:
                 for label, options in RECALL_VARIANTS:
-                    hits, size = recall_hits(questions, study, sets[name], args.recall, **options)
+                    hits, size = recall_hits(with_sentences, study, sets[name], args.recall, **options)
                     counts[f"{name}_recall{args.recall}{label}_offered"] += hits
                     counts[f"{name}_recall{args.recall}{label}_candidates"] += size
             if name == "unseen":
@@ -207,7 +228,7 @@ def main() -> None:
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), flush=True)
     summary = {**counts, "seconds": round(time.perf_counter() - t0, 1)}
     for name in HELDOUT_SETS:
-        for system in ("questions", "questions+material"):
+        for system in ("questions", "questions+material", "questions+sentences"):
             summary[f"{name}_{system}_em"] = round(100 * counts[f"{name}_{system}"] / max(counts[f"{name}_n"], 1), 1)
     print(json.dumps(summary, ensure_ascii=False))
     for m in random.Random(0).sample(misses, min(args.misses, len(misses))):

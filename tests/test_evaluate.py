@@ -42,6 +42,32 @@ def test_answer_recall_offers_the_answers_of_the_nearest_trained_and_study_quest
         RetrievalAnswerer(pairs).top_answers(["방주는 어떤 나무로 만들었나?"], 2)[0]
 
 
+def test_answer_recall_finds_a_trained_question_by_its_answers_sentence_too():
+    """Another person asks for the same fact in the paragraph's words, not the first annotator's (BENCHMARKS 5l)."""
+    from korquad_tune.data import answer_sentence, with_answer_sentences
+    from korquad_tune.retrieval import AnswerRecall
+    context = "노아는 방주를 만들었다. 방주는 고페르나무로 지었고 길이는 300규빗이었다. 홍수는 40일 동안 계속되었다."
+    qa = [{"question": "노아가 만든 배의 재료는?", "answers": ["고페르나무"], "context": context},
+          {"question": "홍수는 며칠 동안 이어졌나?", "answers": ["40일"], "context": context}]
+    assert answer_sentence(context, "고페르나무") == "방주는 고페르나무로 지었고 길이는 300규빗이었다."
+    assert answer_sentence(context, "나무로 지었고 길이는") == "방주는 고페르나무로 지었고 길이는 300규빗이었다."
+    assert answer_sentence(context, "만들었다. 방주는") == "" and answer_sentence(context, "없는 말") == ""
+    pairs = [(r["question"], r["answers"][0]) for r in qa] + [("노아의 배는 무엇으로 만들었나?", "고페르나무")]
+    rows = with_answer_sentences(pairs, qa)
+    assert rows[2][2] == rows[0][2] == answer_sentence(context, "고페르나무")  # a paraphrase: its question's sentence
+    asked = "길이 300규빗의 방주를 지은 목재는 몇 해 동안 쓰였나?"  # 동안: the other question's; the rest: the sentence's
+    assert AnswerRecall(rows[:2]).nearest_answers([asked]) == ["고페르나무"]
+    assert AnswerRecall(rows[:2], sentences=False).nearest_answers([asked]) == ["40일"]
+    assert AnswerRecall(pairs[:2]).nearest_answers([asked]) == ["40일"]  # rows without a sentence: as before
+    # two trained questions about one sentence: each, asked as trained, still finds its own answer
+    context = "임종석은 1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 지명수배되었다."
+    qa = [{"question": "1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 지명수배된 사람의 이름은?",
+           "answers": ["임종석"], "context": context},
+          {"question": "임종석이 주도한 혐의로 지명수배된 시위는?", "answers": ["여의도 농민 폭력 시위"], "context": context}]
+    rows = with_answer_sentences([(r["question"], r["answers"][0]) for r in qa], qa)
+    assert AnswerRecall(rows).nearest_answers([r["question"] for r in qa]) == [r["answers"][0] for r in qa]
+
+
 def test_answer_recall_switches_offer_a_nearest_study_sentence_less_what_the_question_says(run3):
     """`same_sentence`: the answers of the sentence a nearest study question was made from are offered, `drop_asked`:
     less those the question says; off by default (BENCHMARKS 5d); a trained question keeps its own answer."""
@@ -268,7 +294,10 @@ def test_decoding_recall_answers_with_an_answer_of_the_nearest_trained_questions
     from korquad_tune.retrieval import AnswerRecall
     qa = load_qa(tiny_run)
     asked = read_learned_questions(tiny_run / "adapters" / "no-aug")
-    assert asked == {"questions": [(r["question"], r["answers"][0]) for r in qa], "study": []}
+    from korquad_tune.data import answer_sentence
+    assert asked == {"questions": [(r["question"], r["answers"][0], answer_sentence(r["context"], r["answers"][0]))
+                                   for r in qa], "study": []}  # each with its answer's sentence
+    assert sum(bool(row[2]) for row in asked["questions"]) >= 0.9 * len(qa)
     adapter = tmp_path / "no-aug"
     shutil.copytree(tiny_run / "adapters" / "no-aug", adapter)
     questions = [{"question": "헤이그가 좋아한 음식은?"}, *({"question": r["question"]} for r in qa)]
@@ -288,4 +317,4 @@ def test_decoding_recall_answers_with_an_answer_of_the_nearest_trained_questions
     assert fallback.decoding_of("no-aug").endswith(f"over its {len({r['answers'][0] for r in qa})} trained answers")
     (adapter / "questions.json").write_text('{"questions": [["q"]]}', encoding="utf-8")
     res = runner.invoke(app, ["ask", "누구?", "--adapter", str(adapter)])
-    assert res.exit_code == 2 and "questions.json" in res.output and "[question, answer] pairs" in res.output
+    assert res.exit_code == 2 and "questions.json" in res.output and "[question, answer] or" in res.output

@@ -124,12 +124,25 @@ def test_questions_inflect_existentials_and_adjectives_and_leave_no_dangling_com
     assert ("이 조약은 1905년 누구에게 매우 중요한가?", "일본") in pairs  # not 중요하는가
 
 
+def test_a_clause_without_a_subject_is_asked_of_the_subject_of_the_clause_before():
+    """"경찰은 … 입수했고, 12월 18일 … 투입했다": the police sent them in, not the article's 임종석."""
+    pairs = set(sentence_questions("경찰은 첩보를 입수했고, 12월 18일 사복 경찰을 경희대학교에 투입했다.", "임종석"))
+    assert ("경찰은 언제 사복 경찰을 경희대학교에 투입했는가?", "12월 18일") in pairs
+    assert ("경찰이 사복 경찰을 경희대학교에 투입한 날은?", "12월 18일") in pairs
+    assert not any(q.startswith("임종석") for q, _ in pairs), pairs
+    pairs = set(sentence_questions("미야코 만 해전에서는 폭풍우를 만났고, 하치노헤 항에서 대기했다.", "반류마루"))
+    assert not any(q.startswith("미야코 만 해전에서가") for q, _ in pairs)  # a place opens it, not who did it
+
+
 def test_a_name_and_its_kind_become_a_question_about_the_name():
     pairs = set(sentence_questions("노아는 방주를 아라랏 산에 멈추게 했다.", "노아의 방주"))
     assert ("노아가 방주를 멈추게 한 곳은?", "아라랏 산") in pairs
     assert ("노아가 방주를 멈추게 한 산은?", "아라랏") in pairs  # KorQuAD's answers name the thing, not its kind
     pairs = set(sentence_questions("미야코 만 해전에서는 폭풍우를 만나 하치노헤 항에서 대기했다.", ""))
     assert ("미야코 만 해전에서 폭풍우를 만나 대기한 항은?", "하치노헤") in pairs  # not "해전에서가"
+    pairs = set(sentence_questions("경찰은 서울 경희대학교에서 성명 발표를 막았다.", ""))
+    assert ("경찰이 성명 발표를 막은 곳은?", "서울 경희대학교") in pairs
+    assert not any(a == "경희대학교" for _, a in pairs)  # 서울 names a place, not a kind of university
 
 
 def test_cloze_questions_invent_nothing_and_never_leak_the_answer():

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -343,6 +344,34 @@ def training_pairs(qa: list[dict], augmentation: dict[str, list[str]] | None,
         for p in paras[:paraphrases_per_question] if paraphrases_per_question is not None else paras:
             pairs.append((p, answer))
     return pairs
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def answer_sentence(context: str, answer: str) -> str:
+    """The sentence of `context` that holds `answer` (its first occurrence), or "" where none does whole."""
+    at = context.find(answer)
+    if at < 0 or not answer:
+        return ""
+    start = 0
+    for sentence in _SENTENCE_END.split(context):
+        start = context.find(sentence, start)
+        if start <= at < start + len(sentence):
+            return sentence if at + len(answer) <= start + len(sentence) else ""
+        start += len(sentence)
+    return ""
+
+
+def with_answer_sentences(pairs: list[tuple[str, str]], qa: list[dict]) -> list[tuple[str, str, str]]:
+    """Each (question, answer) pair with the sentence its answer stands in: a trained question's own, a
+    paraphrase's that of the trained questions with its answer ("" where no sentence holds it whole)."""
+    own = {(r["question"], r["answers"][0]): answer_sentence(r["context"], r["answers"][0]) for r in qa}
+    by_answer: dict[str, list[str]] = {}
+    for (_, answer), sentence in own.items():
+        if sentence and sentence not in by_answer.setdefault(answer, []):
+            by_answer[answer].append(sentence)
+    return [(q, a, own.get((q, a)) or " ".join(by_answer.get(a, []))) for q, a in pairs]
 
 
 def run_pairs(run_dir: str | Path, augment: bool = True, rewordings_only: bool = False) -> list[tuple[str, str]]:

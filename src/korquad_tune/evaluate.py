@@ -150,6 +150,7 @@ class Systems:
         #                            before session 20; benches compare)
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
         self.recall_options: dict = {}  # AnswerRecall.candidates' switches (off; benches turn them on to compare)
+        self.recall_sentences = True  # trained questions found by their answer's sentence too (benches turn it off)
         # read now: a folder that is not an adapter fails before any model loads
         self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
         self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
@@ -234,11 +235,12 @@ class Systems:
         """The adapter's `AnswerRecall` under `decoding: recall` (built once), or None."""
         if reading or self.decoding != "recall" or not self.asked.get(adapter):
             return None
-        if adapter not in self._recall:
+        key = (adapter, self.recall_sentences)
+        if key not in self._recall:
             from korquad_tune.retrieval import AnswerRecall
             asked = self.asked[adapter]
-            self._recall[adapter] = AnswerRecall(asked["questions"], asked["study"])
-        return self._recall[adapter]
+            self._recall[key] = AnswerRecall(asked["questions"], asked["study"], self.recall_sentences)
+        return self._recall[key]
 
     def _generate(self, adapter: str | None, texts: list[str], budget: int, label: str | None,
                   contexts: list[str] | None = None) -> list[str]:

@@ -245,6 +245,16 @@ def _korean_name(word: str) -> bool:
     return re.fullmatch(r"[가-힣]{3}", word) is not None and word[0] in _SURNAMES
 
 
+def _word_tags(sentence: str, tokens, chunk: Chunk, words: list[str]) -> list[set[str]]:
+    """The tags of each word's tokens, for the words of a chunk's surface."""
+    offsets, at = [], tokens[chunk.start].start
+    for w in words:
+        begin = sentence.index(w, at)
+        offsets.append({t.tag for t in tokens[chunk.start:chunk.end] if begin <= t.start < begin + len(w)})
+        at = begin + len(w)
+    return offsets
+
+
 def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | None:
     """A person's name beside their title, split: "건축가 안병의 씨" -> (안병의, 건축가), "정동춘 K스포츠재단 이사장" ->
     (정동춘, K스포츠재단 이사장), "함장 마쓰오카 바키치" -> (마쓰오카 바키치, 함장). KorQuAD answers such a question with
@@ -254,11 +264,7 @@ def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | 
         words = words[:-1]
     if len(words) < 2:
         return None
-    offsets, at = [], tokens[chunk.start].start
-    for w in words:  # the tags of each word's tokens
-        begin = sentence.index(w, at)
-        offsets.append({t.tag for t in tokens[chunk.start:chunk.end] if begin <= t.start < begin + len(w)})
-        at = begin + len(w)
+    offsets = _word_tags(sentence, tokens, chunk, words)
     glued_name = len(words) == 2 and "NNP" in offsets[-1]  # "민주당 신학용의원": the name is in the title's word
     if _looks_like_a_name(words[0], offsets[0]) and words[-1].endswith(_TITLE_ENDS) \
             and not words[0].endswith(_PLACE_HEADS + ("당",)) \
@@ -440,25 +446,43 @@ def _subject_phrase(text: str, tokens) -> str:
     return ""
 
 
+def _subject_word(text: str, tokens) -> str:
+    """The clause's opening topic or subject without its particle ("경찰", "서울지방검찰청 공안부"), or "" where
+    there is none or it is not a plain noun phrase ("해전에서는" names a place, "기보에 적을 때가" a time)."""
+    for i, t in enumerate(tokens[:6]):
+        if t.tag == "JKS" or (t.tag == "JX" and t.form in ("은", "는")):
+            if i == 0 or not all(u.tag.startswith(_NOUN_PHRASE_TAGS) for u in tokens[:i]):
+                return ""
+            return text[tokens[0].start:t.start].strip()
+    return ""
+
+
+_NOUN_PHRASE_TAGS = ("NN", "NR", "NP", "SN", "SL", "SH", "XSN", "XPN", "MM")
+
+
 def sentence_questions(sentence: str, title: str = "", person: str | None = None) -> list[tuple[str, str]]:
     """(question, answer) pairs from one declarative sentence, clause by clause; with `person` (the article's
     subject, see `article_person`), "그/그녀" in the questions become that name."""
     topic = clean_title(title)
     topic_phrase = f"{topic}{particle(topic, '은/는')}" if topic else ""
+    subject = topic  # who a clause without a subject is about: the title, or the subject of the clause before
     pairs = []
     tokens = _tokens(sentence)
     for clause in clauses(tokens):
         text = sentence[clause[0].start:clause[-1].start + clause[-1].len].strip(" ,")
         clause_tokens = _tokens(text)
-        pairs += _clause_questions(text, clause_tokens, topic_phrase, topic)
+        pairs += _clause_questions(text, clause_tokens, topic_phrase, topic, subject)
         topic_phrase = _subject_phrase(text, clause_tokens) or topic_phrase
+        subject = _subject_word(text, clause_tokens) or subject
     if person:
         named = [(name_pronouns(q, person), a) for q, a in pairs]
         pairs = [(n if answer_free(n, a) else q, a) for (q, a), (n, _) in zip(pairs, named)]
     return pairs
 
 
-def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> list[tuple[str, str]]:
+def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str, subject: str) -> list[tuple[str, str]]:
+    """`topic_phrase` opens a question whose clause has no subject ("경찰은"), `subject` its relative form
+    ("경찰이 … 투입한 날은?", not the article's title: "임종석이 … 투입한"); `topic` is the article's title."""
     end = _question_ending(sentence, tokens)
     if end is None:
         return []
@@ -475,7 +499,7 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
             continue  # one common noun ("혐의", "시위") is rarely a fact worth asking, unless it is a name given
         if called is not None:  # "소나기라는 작품으로…", "체크메이트라고 한다"
             pairs += _called_questions(sentence, tokens, chunk, called, surface, end,
-                                       topic_phrase if add_topic else "", topic if add_topic else "")
+                                       topic_phrase if add_topic else "", subject if add_topic else "")
             continue
         if tokens[chunk.start].start >= pred_start or len(normalize_answer(surface)) < 1:
             continue
@@ -522,7 +546,7 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
             pairs.append((core, answer))
         if next_tag not in ("VCP", "JKG") and chunk.kind != "quantity":
             relative = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,
-                                          topic if add_topic else "")
+                                          subject if add_topic else "")
             if relative and answer_free(relative, answer) and 8 <= len(relative) <= MAX_QUESTION_CHARS:
                 pairs.append((relative, answer))
             # the name alone is asked by its title: "…기자회견을 연 천안함 사건 민·군 합동조사단장은?" -> 윤덕용
@@ -530,7 +554,7 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str) -> l
             if split is not None:  # "…탈출한 해역은?" -> 시나가와 (KorQuAD answers name the thing, not its kind)
                 name, head = split
                 named = _relative_question(sentence, tokens, chunk, cut_end, pred_start, pred_relative, wh,
-                                           topic if add_topic else "", head=head)
+                                           subject if add_topic else "", head=head)
                 if named and answer_free(named, name) and 8 <= len(named) <= MAX_QUESTION_CHARS:
                     pairs.append((named, name))
     return pairs
@@ -610,6 +634,8 @@ def name_and_head(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | None
                       and sentence[t.start:t.start + t.len] in words[-1]}
     kind_like = re.fullmatch(r"[가-힣]{1,3}", words[-1]) is not None
     if "NNP" in last_word_tags and re.fullmatch(r"[가-힣]{1,3}", words[-2]) and len(words[-1]) >= 2:
+        if any(words[-1].endswith(h) and len(words[-1]) > len(h) for h in _PLACE_HEADS if len(h) > 1):
+            return None  # "서울 경희대학교": the name says its own kind; 서울 is where, not what ("군함 초요마루")
         return words[-1], words[-2]
     if kind_like and "NNP" not in last_word_tags and words[-1] not in _BOUNDARY_NOUNS:
         return " ".join(words[:-1]), words[-1]

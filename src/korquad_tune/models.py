@@ -302,7 +302,7 @@ def read_learned_questions(folder: str | Path) -> dict[str, list[tuple]] | None:
         raise KorquadTuneError(f"{path}: expected {{\"questions\": [[question, answer], ...], \"study\": [...]}}; "
                                f"{fix}")
     out = {}
-    for key, shape in (("questions", "[question, answer] pairs"),
+    for key, shape in (("questions", "[question, answer] or [question, answer, sentence] rows"),
                        ("study", "[question, answer] or [question, answer, sentence number] rows")):
         rows = doc.get(key, [])
         if not isinstance(rows, list) or not all(_is_learned_row(r, with_sentence=key == "study") for r in rows):
@@ -312,9 +312,12 @@ def read_learned_questions(folder: str | Path) -> dict[str, list[tuple]] | None:
 
 
 def _is_learned_row(row, with_sentence: bool) -> bool:
-    if not isinstance(row, list) or len(row) not in ((2, 3) if with_sentence else (2,)):
+    """[question, answer], then for a study question the number of its sentence, for a trained one the sentence
+    its answer stands in (both optional)."""
+    if not isinstance(row, list) or len(row) not in (2, 3):
         return False
-    return all(isinstance(x, str) for x in row[:2]) and (len(row) == 2 or isinstance(row[2], int))
+    return all(isinstance(x, str) for x in row[:2]) and \
+        (len(row) == 2 or isinstance(row[2], int if with_sentence else str))
 
 
 def check_adapter_matches(adapter_dir: str | Path, resolved: ResolvedModel) -> dict:

@@ -38,20 +38,37 @@ def bm25_index(texts: list[str]):
 
 
 class RetrievalAnswerer:
-    """Index (question, answer) pairs; answer a new question with the best match's answer."""
+    """Index (question, answer) pairs; answer a new question with the best match's answer.
 
-    def __init__(self, pairs: list[tuple[str, str]]):
+    With `contexts` (each question's answer's sentence, "" where none) a match scores BM25 over its question plus
+    BM25 over its question and sentence together: another person asks for the same fact in the words of the
+    paragraph as often as in the first annotator's, and the question's own score keeps a trained question its
+    own answer where several ask about one sentence (BENCHMARKS 5l)."""
+
+    def __init__(self, pairs: list[tuple[str, str]], contexts: list[str] | None = None):
         if not pairs:
             raise ValueError("retrieval needs at least one training question")
         self.answers = [a for _, a in pairs]
         self.questions = [q for q, _ in pairs]
         self.index = bm25_index(self.questions)
+        self.context_index = bm25_index([f"{q} {c}" if c else q for q, c in zip(self.questions, contexts)]) \
+            if contexts and any(contexts) else None
+
+    def ranked(self, questions: list[str], depth: int) -> list[list[int]]:
+        """For each question, the rows of its `depth` best matches, best first."""
+        tokens = [morphemes(q) for q in questions]
+        depth = min(depth, len(self.questions))
+        if self.context_index is None:
+            docs, _ = self.index.retrieve(tokens, k=depth, show_progress=False)
+            return [[int(d) for d in row] for row in docs]
+        import numpy as np
+        return [np.argsort(-(self.index.get_scores(t) + self.context_index.get_scores(t)), kind="stable")[:depth]
+                .tolist() for t in tokens]
 
     def answer(self, questions: list[str]) -> list[str]:
         if not questions:
             return []
-        docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=1, show_progress=False)
-        return [self.answers[int(d[0])] for d in docs]
+        return [self.answers[row[0]] for row in self.ranked(questions, 1)]
 
     def top_answers(self, questions: list[str], k: int, skip_said: bool = False) -> list[list[str]]:
         """For each question, the answers of its best matches, best first, until `k` different answers; with
@@ -59,9 +76,7 @@ class RetrievalAnswerer:
         if not questions:
             return []
         # many questions share an answer (paraphrases): look deeper than k to find k different ones
-        depth = min(len(self.questions), 20 * k)
-        docs, _ = self.index.retrieve([morphemes(q) for q in questions], k=depth, show_progress=False)
-        found = [list(dict.fromkeys(self.answers[int(d)] for d in row)) for row in docs]
+        found = [list(dict.fromkeys(self.answers[d] for d in row)) for row in self.ranked(questions, 20 * k)]
         if skip_said:
             found = [_not_asked(q, answers) for q, answers in zip(questions, found)]
         return [answers[:k] for answers in found]
@@ -178,12 +193,16 @@ class AnswerRecall:
     question may hold its own answer: "2012년 중국 BTV에서 … 보도한 나라는?" -> 중국). Two more are on: `trained_spans`
     and `typed`, see `candidates`."""
 
-    def __init__(self, questions: list[tuple[str, str]], study: list[tuple] = ()):
-        self.lookups = [RetrievalAnswerer(questions)]
+    def __init__(self, questions: list[tuple], study: list[tuple] = (), sentences: bool = True):
+        # `questions` rows (question, answer[, sentence]): with `sentences` the trained questions are found by their
+        # own words and by those of the sentence their answer stands in (see RetrievalAnswerer)
+        contexts = [row[2] if len(row) > 2 else "" for row in questions] if sentences else None
+        questions = [(row[0], row[1]) for row in questions]
+        self.lookups = [RetrievalAnswerer(questions, contexts)]
         self.sentence_of: dict[int, int] = {}  # row of the second lookup -> its study question's sentence
         self.sentence_answers: dict[int, list[str]] = {}
         if study:
-            self.lookups.append(RetrievalAnswerer(list(questions) + [(row[0], row[1]) for row in study]))
+            self.lookups.append(RetrievalAnswerer(questions + [(row[0], row[1]) for row in study]))
             for i, row in enumerate(study):
                 if len(row) > 2 and row[2] is not None:
                     self.sentence_of[len(questions) + i] = row[2]

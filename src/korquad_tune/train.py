@@ -429,7 +429,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         # warmup_steps: a float < 1 is a ratio in transformers 5
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed,
-        bf16=bf16, fp16=False, gradient_checkpointing=grad_ckpt, use_cpu=device == "cpu",
+        bf16=bf16, fp16=False, activation_checkpointing=grad_ckpt, use_cpu=device == "cpu",  # gradient_ in TRL
         max_length=max_length, packing=cfg.packing, completion_only_loss=cfg.loss == "answer",
         train_sampling_strategy="random" if cfg.packing else "group_by_length",
         logging_steps=cfg.logging_steps, save_strategy="steps",

@@ -210,6 +210,10 @@ def main() -> None:
         material = [(m["question"], m["answer"]) for m in material_rows]
         study = study_rows(material_rows)
         counts["material"] += len(material)
+        # the trained questions themselves: does each still find its own answer (several may ask about one sentence)
+        counts["trained_n"] += len(sets["trained"])
+        counts["trained_questions"] += lookup_em(questions, sets["trained"])
+        counts["trained_questions+sentences"] += sentence_lookup_em(with_sentences, sets["trained"])
         for name in HELDOUT_SETS:
             matches = best_matches(questions + material, sets[name])
             counts[f"{name}_n"] += len(sets[name])

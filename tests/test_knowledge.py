@@ -391,6 +391,50 @@ def test_passages_and_reader_adapters_train_on_what_they_should(held_run, tmp_pa
     assert systems.names() == ["base", "passages", "retrieval", "rag"]
 
 
+def test_reader_leaves_out_examples_longer_than_its_max_length_and_still_trains(held_run, tmp_path, capsys):
+    """A paragraph longer than `reader_max_length` left its answer cut off; TRL dropped such rows and the paragraph
+    batches, made for every row, no longer matched: the whole run stopped (dev articles 111-113, session 27)."""
+    import shutil
+
+    from korquad_tune.config import load_train_config
+    from korquad_tune.models import ADAPTER_META, load_tokenizer, resolve_model
+    from korquad_tune.prompts import reader_prompt
+    from korquad_tune.train import _examples, fitting_reader_rows, train
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    cfg = load_train_config("tiny-test", {"reader_epochs": 1})
+    _, _, rows = _examples(RunDir(run), cfg, augment=False, passages=False, reader=True)
+    tok = load_tokenizer(resolve_model(cfg.model))
+    lengths = sorted(len(tok(reader_prompt(c, q)).input_ids) + len(tok(a, add_special_tokens=False).input_ids) + 1
+                     for c, q, a in rows)
+    cut = lengths[len(lengths) // 2]  # about half the examples are longer
+    kept = fitting_reader_rows(tok, rows, cut)
+    assert 0 < len(kept) < len(rows) and all(r in rows for r in kept)
+    assert f"left out {len(rows) - len(kept)} of {len(rows)}" in capsys.readouterr().err
+    reader = train(run, cfg.model_copy(update={"reader_max_length": cut}), reader=True)
+    assert json.loads((reader / ADAPTER_META).read_text())["examples"] == len(kept)
+    with pytest.raises(KorquadTuneError, match="no reader example fits"):
+        fitting_reader_rows(tok, rows, lengths[0] - 1)
+
+
+def test_reader_can_start_from_another_adapter(held_run, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from korquad_tune.config import load_train_config
+    from korquad_tune.train import train
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    cfg = load_train_config("tiny-test", {"epochs": 1, "reader_epochs": 1, "reader_from": "no-aug"})
+    with pytest.raises(KorquadTuneError, match="reader_from='no-aug' needs it"):
+        train(run, cfg, reader=True)
+    start = train(run, cfg, augment=False)
+    reader = train(run, cfg, reader=True)
+    a, r = load_file(str(start / "adapter_model.safetensors")), load_file(str(reader / "adapter_model.safetensors"))
+    assert a.keys() == r.keys() and any(not (a[k] == r[k]).all() for k in a)  # the same adapter, trained further
+
+
 def test_passages_adapter_can_start_from_aug_and_replay_a_little(held_run, tmp_path):
     import shutil
 

@@ -59,9 +59,12 @@ class TrainConfig(BaseModel):
     passage_text: bool = Field(True, description="`passages` adapter: learn the paragraphs as plain text too")
     text_piece_chars: int = Field(300, ge=50, description="paragraphs are cut at sentence ends into pieces of about "
                                   "this many characters")
+    reader_from: str | None = Field(None, description="`reader` adapter: start from this adapter of the run (e.g. "
+                                    "aug: it already answers the training questions) instead of a new LoRA")
     reader_epochs: float = Field(3, gt=0, description="passes for the `reader` adapter (paragraph + question -> answer)")
-    reader_max_length: int = Field(1024, ge=64, description="max tokens of a reader example (paragraph + question + "
-                                   "answer)")
+    reader_max_length: int = Field(2048, ge=64, description="max tokens of a reader example (paragraph + question + "
+                                   "answer; KorQuAD v1 dev's longest paragraph is 1,873 Gemma tokens); a longer "
+                                   "example is left out of the reader's training, counted")
     reader_material: int = Field(0, ge=0, description="reader: also learn to read this many study-material "
                                  "questions (material.json) per paragraph — one per answer, the longest, picked "
                                  "by a hash of the question; 0 = the training questions only")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length:
     rows += [tokenize_example(tokenizer, "", t, max_length) for t in texts]
     rows += [tokenize_example(tokenizer, reader_prompt(c, q), a, max_length) for c, q, a in reader_rows]
     return Dataset.from_list(rows)
+
+
+def fitting_reader_rows(tokenizer, rows: list[tuple[str, str, str]], max_length: int) -> list[tuple[str, str, str]]:
+    """The reader rows (paragraph, question, answer) whose whole example fits in `max_length` tokens. A longer one
+    would be cut before its answer and teach nothing (TRL then drops it, out of step with the paragraph batches);
+    it is left out here and counted on stderr, with the setting that keeps it."""
+    from korquad_tune.prompts import reader_prompt
+    fits = [len(tokenizer(reader_prompt(c, q), add_special_tokens=True).input_ids) +
+            len(tokenizer(a, add_special_tokens=False).input_ids) + 1 <= max_length for c, q, a in rows]
+    if not all(fits):
+        longest = max(len(c) for (c, _, _), ok in zip(rows, fits) if not ok)
+        print(f"reader: left out {fits.count(False)} of {len(rows)} examples longer than reader_max_length="
+              f"{max_length} tokens (paragraphs up to {longest} characters); --set reader_max_length=N keeps them",
+              file=sys.stderr)
+    if rows and not any(fits):
+        raise KorquadTuneError(f"no reader example fits in reader_max_length={max_length} tokens; raise it "
+                               "(--set reader_max_length=N)")
+    return [row for row, ok in zip(rows, fits) if ok]
 
 
 # ---------------------------------------------------------------- the trainer
@@ -411,6 +430,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     tok = load_tokenizer(resolved)
     template = get_template(cfg.template)
     max_length = cfg.reader_max_length if reader else cfg.max_length
+    reader_rows = fitting_reader_rows(tok, reader_rows, max_length)
     dataset = build_dataset(tok, template, pairs, max_length, texts, reader_rows)
     model = load_base_model(resolved, device=device, load_in_4bit=cfg.quantization == "int4")
 
@@ -438,8 +458,9 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     )
     trainer_cls = make_trainer_class()
     peft_config = _lora_config(cfg) if cfg.method == "lora" else None
-    if passages and cfg.passages_from is not None:
-        model, peft_config = _continue_from(run, cfg.passages_from, model), None
+    key = "passages_from" if passages else "reader_from" if reader else None
+    if key and getattr(cfg, key) is not None:
+        model, peft_config = _continue_from(run, getattr(cfg, key), model, key), None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tok,
                           peft_config=peft_config, callbacks=[make_progress_callback(), *(callbacks or [])],
                           answer_logits_only=cfg.loss == "answer" and not cfg.packing and cfg.loss_head != "trl",
@@ -475,14 +496,14 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     return out
 
 
-def _continue_from(run: RunDir, name: str, model):
+def _continue_from(run: RunDir, name: str, model, key: str = "passages_from"):
     """The base model with adapter `name` of this run loaded as trainable: the passages adapter then learns the
-    material on top of what that adapter already knows (QA first, then passages)."""
+    material on top of what that adapter already knows (QA first, then passages); so may the reader."""
     from peft import PeftModel
     folder = run.adapter(name)
     if not (folder / ADAPTER_META).exists():
-        raise KorquadTuneError(f"{folder}: not trained yet; passages_from={name!r} needs it (train it first, or "
-                               "set passages_from: null)")
+        raise KorquadTuneError(f"{folder}: not trained yet; {key}={name!r} needs it (train it first, or set "
+                               f"{key}: null)")
     return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
 
 

@@ -72,8 +72,9 @@ def fitting_reader_rows(tokenizer, rows: list[tuple[str, str, str]], max_length:
     would be cut before its answer and teach nothing (TRL then drops it, out of step with the paragraph batches);
     it is left out here and counted on stderr, with the setting that keeps it."""
     from korquad_tune.prompts import reader_prompt
-    fits = [len(tokenizer(reader_prompt(c, q), add_special_tokens=True).input_ids) +
-            len(tokenizer(a, add_special_tokens=False).input_ids) + 1 <= max_length for c, q, a in rows]
+    uncut = 1 << 30  # each example tokenised as training tokenises it, at its whole length
+    fits = [len(tokenize_example(tokenizer, reader_prompt(c, q), a, uncut)["input_ids"]) <= max_length
+            for c, q, a in rows]
     if not all(fits):
         longest = max(len(c) for (c, _, _), ok in zip(rows, fits) if not ok)
         print(f"reader: left out {fits.count(False)} of {len(rows)} examples longer than reader_max_length="

@@ -417,6 +417,32 @@ def test_reader_leaves_out_examples_longer_than_its_max_length_and_still_trains(
         fitting_reader_rows(tok, rows, lengths[0] - 1)
 
 
+def test_question_answer_examples_longer_than_max_length_are_left_out_and_counted(held_run, tmp_path, capsys):
+    """TRL drops a row whose prompt fills max_length (no answer token left) without a word; one cut inside its
+    answer would teach a clipped answer. Both are left out before training and counted."""
+    import shutil
+
+    from korquad_tune.config import load_train_config
+    from korquad_tune.models import ADAPTER_META, load_tokenizer, resolve_model
+    from korquad_tune.prompts import get_template
+    from korquad_tune.train import _examples, fitting_pairs, train
+    run = tmp_path / "r"
+    shutil.copytree(held_run, run)
+    cfg = load_train_config("tiny-test", {"epochs": 1})
+    pairs, _, _ = _examples(RunDir(run), cfg, augment=False, passages=False, reader=False)
+    tok, template = load_tokenizer(resolve_model(cfg.model)), get_template(cfg.template)
+    lengths = sorted(len(tok(template.prompt(q, tok)).input_ids) + len(tok(a, add_special_tokens=False).input_ids)
+                     + 1 for q, a in pairs)
+    cut = lengths[len(lengths) // 2]
+    kept = fitting_pairs(tok, template, pairs, cut)
+    assert 0 < len(kept) < len(pairs) and all(p in pairs for p in kept)
+    assert f"question/answer: left out {len(pairs) - len(kept)} of {len(pairs)}" in capsys.readouterr().err
+    adapter = train(run, cfg.model_copy(update={"max_length": cut}), augment=False)
+    assert json.loads((adapter / ADAPTER_META).read_text())["examples"] == len(kept)
+    with pytest.raises(KorquadTuneError, match="no question/answer example fits in max_length"):
+        fitting_pairs(tok, template, pairs, lengths[0] - 1)
+
+
 def test_reader_can_start_from_another_adapter(held_run, tmp_path):
     import shutil
 

@@ -78,7 +78,8 @@ class TrainConfig(BaseModel):
                                                            "other adapters")
     batch_size: int = Field(8, ge=1, description="examples per device per step")
     gradient_accumulation_steps: int = Field(1, ge=1, description="steps per optimizer update")
-    max_length: int = Field(256, ge=8, description="max tokens of a training example (prompt + answer)")
+    max_length: int = Field(256, ge=8, description="max tokens of a training example (prompt + answer); a longer "
+                            "question/answer example is left out of training, counted")
     loss: Literal["answer", "full"] = Field("answer", description="loss on answer tokens only, or everything")
     packing: bool = Field(False, description="pack several examples into each row of max_length tokens")
     loss_head: Literal["fused", "positions", "trl"] = Field(

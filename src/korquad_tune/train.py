@@ -67,22 +67,36 @@ def build_dataset(tokenizer, template, pairs: list[tuple[str, str]], max_length:
     return Dataset.from_list(rows)
 
 
-def fitting_reader_rows(tokenizer, rows: list[tuple[str, str, str]], max_length: int) -> list[tuple[str, str, str]]:
-    """The reader rows (paragraph, question, answer) whose whole example fits in `max_length` tokens. A longer one
-    would be cut before its answer and teach nothing (TRL then drops it, out of step with the paragraph batches);
-    it is left out here and counted on stderr, with the setting that keeps it."""
-    from korquad_tune.prompts import reader_prompt
+def _fitting(tokenizer, examples: list[tuple[str, str]], max_length: int, what: str, setting: str) -> list[bool]:
+    """Which (prompt, completion) examples fit whole in `max_length` tokens. A longer one would be cut before or
+    inside its answer: cut before, TRL drops it silently (and, for the reader, out of step with the paragraph
+    batches: the run stopped, session 27); cut inside, it teaches a clipped answer with no end. Each is left out
+    here instead and counted on stderr with the setting that keeps it."""
     uncut = 1 << 30  # each example tokenised as training tokenises it, at its whole length
-    fits = [len(tokenize_example(tokenizer, reader_prompt(c, q), a, uncut)["input_ids"]) <= max_length
-            for c, q, a in rows]
+    fits = [len(tokenize_example(tokenizer, p, c, uncut)["input_ids"]) <= max_length for p, c in examples]
     if not all(fits):
-        longest = max(len(c) for (c, _, _), ok in zip(rows, fits) if not ok)
-        print(f"reader: left out {fits.count(False)} of {len(rows)} examples longer than reader_max_length="
-              f"{max_length} tokens (paragraphs up to {longest} characters); --set reader_max_length=N keeps them",
+        longest = max(len(p) for (p, _), ok in zip(examples, fits) if not ok)
+        print(f"{what}: left out {fits.count(False)} of {len(examples)} examples longer than {setting}="
+              f"{max_length} tokens (prompts up to {longest} characters); --set {setting}=N keeps them",
               file=sys.stderr)
-    if rows and not any(fits):
-        raise KorquadTuneError(f"no reader example fits in reader_max_length={max_length} tokens; raise it "
-                               "(--set reader_max_length=N)")
+    if examples and not any(fits):
+        raise KorquadTuneError(f"no {what} example fits in {setting}={max_length} tokens; raise it "
+                               f"(--set {setting}=N)")
+    return fits
+
+
+def fitting_pairs(tokenizer, template, pairs: list[tuple[str, str]], max_length: int) -> list[tuple[str, str]]:
+    """The (question, answer) pairs whose whole example, in the template, fits in `max_length` tokens."""
+    fits = _fitting(tokenizer, [(template.prompt(q, tokenizer), a) for q, a in pairs], max_length,
+                    "question/answer", "max_length")
+    return [pair for pair, ok in zip(pairs, fits) if ok]
+
+
+def fitting_reader_rows(tokenizer, rows: list[tuple[str, str, str]], max_length: int) -> list[tuple[str, str, str]]:
+    """The reader rows (paragraph, question, answer) whose whole example fits in `max_length` tokens."""
+    from korquad_tune.prompts import reader_prompt
+    fits = _fitting(tokenizer, [(reader_prompt(c, q), a) for c, q, a in rows], max_length,
+                    "reader", "reader_max_length")
     return [row for row, ok in zip(rows, fits) if ok]
 
 
@@ -431,6 +445,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
     tok = load_tokenizer(resolved)
     template = get_template(cfg.template)
     max_length = cfg.reader_max_length if reader else cfg.max_length
+    pairs = fitting_pairs(tok, template, pairs, max_length)
     reader_rows = fitting_reader_rows(tok, reader_rows, max_length)
     dataset = build_dataset(tok, template, pairs, max_length, texts, reader_rows)
     model = load_base_model(resolved, device=device, load_in_4bit=cfg.quantization == "int4")

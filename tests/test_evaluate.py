@@ -171,6 +171,12 @@ def test_answer_recall_prior_goes_to_the_nearest_trained_answer_unless_the_quest
     asked = ["번디의 전기를 쓴 작가는?", "앤 룰이 집필한 번디의 전기 제목은?", "번디의 고향은 어디인가?"]
     assert recall.nearest_answers(asked) == ["앤 룰", "앤 룰", "버몬트주"]
     assert recall.priors(asked, 2.0) == [{"앤 룰": 2.0}, {}, {"버몬트주": 2.0}]
+    # the study vote: the answer of the question nearest among trained and study questions; where the two lookups
+    # agree both votes add up; never for an answer the question says
+    assert recall.priors(asked, 2.0, 3.0) == [{"앤 룰": 2.0, "내 옆의 이방인": 3.0},
+                                                {"내 옆의 이방인": 3.0}, {"버몬트주": 5.0}]
+    assert AnswerRecall([("번디가 태어난 곳은?", "버몬트주")]).priors(["번디의 고향은?"], 2.0, 3.0) \
+        == [{"버몬트주": 2.0}]  # no study questions: no second vote
 
 
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):

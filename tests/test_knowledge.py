@@ -124,6 +124,16 @@ def test_questions_inflect_existentials_and_adjectives_and_leave_no_dangling_com
     assert ("이 조약은 1905년 누구에게 매우 중요한가?", "일본") in pairs  # not 중요하는가
 
 
+def test_a_date_set_off_by_a_comma_is_asked_with_when():
+    """"2017년 1월 17일, 비는 …" opens many encyclopaedia sentences; the comma left the whole date unasked (only its
+    year was), though people ask "…알린 날짜는 언제인가?" (dev 128-130)."""
+    pairs = set(sentence_questions("2017년 1월 17일, 비는 자신의 인스타그램에 자필 편지를 올렸다.", ""))
+    assert ("언제 비는 자신의 인스타그램에 자필 편지를 올렸는가?", "2017년 1월 17일") in pairs
+    assert ("비는 자신의 인스타그램에 자필 편지를 올린 날은?", "2017년 1월 17일") in pairs
+    assert ("몇 년에 비는 자신의 인스타그램에 자필 편지를 올렸는가?", "2017년") in pairs
+    assert not any(q.startswith("언제,") or "언제 ," in q for q, _ in pairs)
+
+
 def test_a_clause_without_a_subject_is_asked_of_the_subject_of_the_clause_before():
     """"경찰은 … 입수했고, 12월 18일 … 투입했다": the police sent them in, not the article's 임종석."""
     pairs = set(sentence_questions("경찰은 첩보를 입수했고, 12월 18일 사복 경찰을 경희대학교에 투입했다.", "임종석"))

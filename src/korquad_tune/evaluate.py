@@ -16,7 +16,7 @@ from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
-                                   RECALL_PRIOR)
+                                   RECALL_PRIOR, RECALL_STUDY_PRIOR)
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 from korquad_tune.fileio import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import score_one
@@ -141,11 +141,13 @@ class Systems:
                  batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS, rag_k: int = 1,
                  api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
                  openai_cache: Path | None = None, template: str | None = None, decoding: str = DEFAULT_DECODING,
-                 beams: int = BEAMS, recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR):
+                 beams: int = BEAMS, recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR,
+                 recall_study_prior: float = RECALL_STUDY_PRIOR):
         self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
         if decoding not in DECODINGS:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         self.decoding, self.beams, self.recall_k, self.recall_prior = decoding, beams, recall_k, recall_prior
+        self.recall_study_prior = recall_study_prior
         self.recall_scored = True  # recall: every offered answer scored whole (False: beam search over them, as
         #                            before session 20; benches compare)
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
@@ -221,8 +223,11 @@ class Systems:
             asked, k = self.asked[adapter], self.recall_k
             study = f" and of the {k} most like it among those and its {len(asked['study'])} study questions" \
                 if asked["study"] else ""
-            how = (f"the most probable, scored whole (the nearest trained question's answer {self.recall_prior:g} "
-                   f"nats ahead)," if self.recall_scored else f"beam search ({self.beams} beams) over")
+            ahead = f"the nearest trained question's answer {self.recall_prior:g} nats ahead" + (
+                f", the nearest study or trained question's {self.recall_study_prior:g}"
+                if asked["study"] and self.recall_study_prior else "")
+            how = f"the most probable, scored whole ({ahead})," if self.recall_scored else \
+                f"beam search ({self.beams} beams) over"
             return (f"{how} of the answers of the {k} of its {len(asked['questions'])} trained questions most like "
                     f"the asked one{study}")
         answers = self._learned_for(adapter, system in OPEN_BOOK)
@@ -264,7 +269,7 @@ class Systems:
         per_prompt = recall.candidates(texts, self.recall_k, **self.recall_options) if recall else None
         with context, _progress(label, len(texts)) as advance:
             if per_prompt is not None and self.recall_scored:
-                priors = recall.priors(texts, self.recall_prior)
+                priors = recall.priors(texts, self.recall_prior, self.recall_study_prior)
                 return most_probable_answers(self.lm, self.tokenizer, prompts, per_prompt, priors, progress=advance)
             return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance,
                                          answers=answers, num_beams=self.beams if answers or per_prompt else 1,
@@ -310,7 +315,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
                      base_url: str | None = None, api_model: str = DEFAULT_API_MODEL,
                      max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1,
                      decoding: str = DEFAULT_DECODING, beams: int = BEAMS,
-                     recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR) -> dict[str, dict]:
+                     recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR,
+                     recall_study_prior: float = RECALL_STUDY_PRIOR) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/
     (`finetuned` = each --adapter, under its folder name)."""
     from korquad_tune.fileio import ensure_dir
@@ -327,7 +333,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
         raise KorquadTuneError("system 'predictions' needs --predictions FILE")
     engine = Systems(adapters, model, train_run, batch_size, max_new_tokens, rag_k, api_model, base_url,
                      out / "openai" / "cache.jsonl", decoding=decoding, beams=beams, recall_k=recall_k,
-                     recall_prior=recall_prior)
+                     recall_prior=recall_prior, recall_study_prior=recall_study_prior)
     closed_book = [a.name for a in engine.adapters if a.name not in engine.readers]
     order = [n for s in systems for n in (closed_book if s == "finetuned" else [s])]
     metrics: dict[str, dict] = {}

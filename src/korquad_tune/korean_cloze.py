@@ -300,7 +300,7 @@ def _wh_phrase(kind: str, surface: str, counter: str, next_tag: str, next_form: 
     if kind == "year":
         return "몇 년에"
     if kind == "date":
-        if next_tag in ("", "VCP") or next_form in ("에", "에는"):
+        if next_tag in ("", "VCP") or next_form in ("에", "에는", ","):  # "2017년 1월 17일, 비는 …" too
             return "언제"
         return "언제" + next_form if next_form in ("부터", "까지", "부터는") else None
     if kind == "quantity":

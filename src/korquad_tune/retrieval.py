@@ -234,11 +234,21 @@ class AnswerRecall:
         """Each text's most likely answer by lookup alone: that of the trained question most like it."""
         return [found[0] if found else "" for found in self.lookups[0].top_answers(texts, 1)]
 
-    def priors(self, texts: list[str], nats: float) -> list[dict[str, float]]:
+    def priors(self, texts: list[str], nats: float, study_nats: float = 0.0) -> list[dict[str, float]]:
         """Each text's answer priors for `decoding: recall`: `nats` for the nearest trained question's answer (a
-        person asking nearly what a trained question asks mostly wants its answer), unless the text already says
-        that answer ("앤 룰이 집필한 … 전기 제목은?" does not ask for 앤 룰)."""
-        return [{a: nats} if a and _not_asked(text, [a]) else {} for text, a in zip(texts, self.nearest_answers(texts))]
+        person asking nearly what a trained question asks mostly wants its answer), and `study_nats` for the answer
+        of the question nearest once the study questions join them (a question about a fact no trained question
+        asks is nearest a study question that asks it); both on one answer where the two lookups agree. Never for
+        an answer the text already says ("앤 룰이 집필한 … 전기 제목은?" does not ask for 앤 룰)."""
+        votes = [(nats, self.nearest_answers(texts))]
+        if study_nats and len(self.lookups) > 1:
+            votes.append((study_nats, [found[0] if found else "" for found in self.lookups[1].top_answers(texts, 1)]))
+        out = [{} for _ in texts]
+        for weight, nearest in votes:
+            for prior, text, a in zip(out, texts, nearest):
+                if a and _not_asked(text, [a]):
+                    prior[a] = prior.get(a, 0.0) + weight
+        return out
 
     def _same_sentence_answers(self, texts: list[str], k: int) -> list[list[str]]:
         """The answers of the sentences whose study questions are among each text's `k` nearest questions."""

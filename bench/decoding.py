@@ -14,7 +14,7 @@ answers kept where they are a wider or narrower span of a nearest trained answer
 session 26, 5l; `-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `recall-scored`: every
 offered answer scored whole and the most probable given, the nearest trained question's answer `-pX` nats ahead
 (default `generate.RECALL_PRIOR`, 5; `decoding: recall` since session 20, 5g) and the answer of the question
-nearest among trained and study questions `-sX` nats ahead (`generate.RECALL_STUDY_PRIOR`, BENCHMARKS 5m), where `recall-K` is beam search with K beams over them, as
+nearest among trained and study questions `-sX` nats ahead (`Systems.recall_study_prior`, off: BENCHMARKS 5m), where `recall-K` is beam search with K beams over them, as
 before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
@@ -59,11 +59,11 @@ def ensure_answers(run, name: str) -> None:
 def parse_mode(mode: str) -> dict:
     """"recall-2-k5-lp0-sentences" -> the `Systems` settings it names: decoding, beams, recall_k, length_penalty,
     recall_options (AnswerRecall.candidates' switches), recall_scored, recall_prior, recall_sentences."""
-    from korquad_tune.generate import RECALL_PRIOR, RECALL_STUDY_PRIOR
+    from korquad_tune.generate import RECALL_PRIOR
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
     beams, k, penalty, options, scored, prior, sentences = 1, 3, 1.0, {}, False, RECALL_PRIOR, True
-    study_prior = RECALL_STUDY_PRIOR
+    study_prior = 0.0
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}

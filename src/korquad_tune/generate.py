@@ -25,8 +25,6 @@ RECALL_K = 3  # decoding: recall: answers of the k nearest trained questions, an
 # (BENCHMARKS 5k: over seven slices 139 of 171 human rephrasings right instead of 132 at 2 nats, 34 of 118 unseen
 # facts instead of 35; 5g chose 2 on five)
 RECALL_PRIOR = 5.0
-# decoding: recall: nats added to the answer of the question nearest among the trained and the study questions
-RECALL_STUDY_PRIOR = 0.0
 SCORE_ROWS = 64  # (prompt, answer) rows per forward when answers are scored whole
 _STOP_RE = re.compile("|".join(re.escape(s) for s in STOP_STRINGS))
 

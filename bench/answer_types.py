@@ -7,6 +7,8 @@ Counts, per kind: the questions that say it (a number, with the counter "몇 X" 
 first gold answer is of it; `misses` lists the questions whose gold answer is not (the filter could drop it where an
 answer of the said kind is offered beside it). And, where the paragraph holds a whole date at the gold answer, how
 often a question asking for a year (`asked_date_precision`) got the year alone and one asking 언제 / 날짜 … the date.
+Also where gold answers stand that the `rules` study material may not ask: inside brackets (dropped as asides), and
+a full date set off by a comma ("2017년 1월 17일, …", asked with 언제 since session 28).
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ def count_date_precision(counts: Counter, qa: dict, context: str, asked_date_pre
         counts[f"date_in_paragraph_asked_{precision}_gold_{'date' if gold.group(1) else 'year'}"] += 1
 
 
+def count_answer_places(counts: Counter, qa: dict, context: str, re) -> None:
+    """Gold answers inside brackets, and full dates ("…년 …월 …일") followed by a comma."""
+    answer = qa["answers"][0]
+    start, text = answer["answer_start"], answer["text"]
+    counts["answer_in_brackets"] += context[:start].count("(") > context[:start].count(")")
+    if re.fullmatch(r"(?:기원전 )?\d+년 \d+월 \d+일", text):
+        counts["full_date"] += 1
+        counts["full_date_before_comma"] += context[start + len(text):start + len(text) + 1] == ","
+
+
 def main() -> None:
     from korquad_tune.data import shipped_dev_path
     import re
@@ -48,6 +60,7 @@ def main() -> None:
             for qa in paragraph["qas"]:
                 counts["questions"] += 1
                 count_date_precision(counts, qa, paragraph["context"], asked_date_precision, re)
+                count_answer_places(counts, qa, paragraph["context"], re)
                 kinds = asked_type(qa["question"])
                 if not kinds:
                     continue

@@ -8,7 +8,10 @@ first gold answer is of it; `misses` lists the questions whose gold answer is no
 answer of the said kind is offered beside it). And, where the paragraph holds a whole date at the gold answer, how
 often a question asking for a year (`asked_date_precision`) got the year alone and one asking 언제 / 날짜 … the date.
 Also where gold answers stand that the `rules` study material may not ask: inside brackets (dropped as asides), and
-a full date set off by a comma ("2017년 1월 17일, …", asked with 언제 since session 28).
+a full date set off by a comma ("2017년 1월 17일, …", asked with 언제 since session 28). And where a number with its
+counter follows a noun ("슬하 3명", "루이 16세"), whether the person took the number alone (`number_after_NNG`,
+`number_after_NNP`) or the noun with it (`noun_and_number_NNG`, `..._NNP`): why the study material asks for the wider
+span only after a proper noun (session 29).
 """
 
 from __future__ import annotations
@@ -42,9 +45,28 @@ def count_answer_places(counts: Counter, qa: dict, context: str, re) -> None:
         counts["full_date_before_comma"] += context[start + len(text):start + len(text) + 1] == ","
 
 
+def count_number_spans(counts: Counter, qa: dict, context: str, kiwi, re) -> None:
+    """A gold number with its counter ("3명", "16세") right after a noun, and a gold noun-and-number ("루이 16세"),
+    by the tag Kiwi gives that noun's last morpheme (NNG common, NNP proper)."""
+    answer = qa["answers"][0]
+    start, text = answer["answer_start"], answer["text"]
+    wide = re.fullmatch(r"(\S+) \d+[^\d\s]{1,3}", text)
+    if wide:
+        noun, label = wide.group(1), "noun_and_number"
+    elif re.fullmatch(r"\d+[^\d\s]{1,3}", text) and context[start - 1:start] == " ":
+        noun, label = context[:start - 1].split()[-1] if context[:start - 1].split() else "", "number_after"
+    else:
+        return
+    tokens = kiwi.tokenize(noun) if noun else []
+    if tokens and tokens[-1].tag in ("NNG", "NNP"):
+        counts[f"{label}_{tokens[-1].tag}"] += 1
+
+
 def main() -> None:
     from korquad_tune.data import shipped_dev_path
     import re
+
+    from kiwipiepy import Kiwi
 
     from korquad_tune.retrieval import asked_date_precision, asked_type
 
@@ -54,6 +76,7 @@ def main() -> None:
     args = p.parse_args()
     raw = Path(args.data).read_bytes() if args.data else gzip.decompress(shipped_dev_path().read_bytes())
     counts: Counter = Counter()
+    kiwi = Kiwi()
     misses = []
     for article in json.loads(raw)["data"]:
         for paragraph in article["paragraphs"]:
@@ -61,6 +84,7 @@ def main() -> None:
                 counts["questions"] += 1
                 count_date_precision(counts, qa, paragraph["context"], asked_date_precision, re)
                 count_answer_places(counts, qa, paragraph["context"], re)
+                count_number_spans(counts, qa, paragraph["context"], kiwi, re)
                 kinds = asked_type(qa["question"])
                 if not kinds:
                     continue

@@ -147,31 +147,17 @@ def _chunks(tokens) -> list[Chunk]:
             j += 1
         j = _through_former_title(tokens, j)
         out.append(Chunk(i, j, "noun"))
-        if j + 1 < len(tokens) and tokens[j].tag == "SN" and _gap(tokens, j) == 1 and _names_a_number(tokens, j) \
-                and tokens[j + 1].tag in ("NNB", "NNG", "SL") and _gap(tokens, j + 1) == 0:
-            out.append(Chunk(i, j + 2, "noun"))  # a name with a number in it: 대포동 2호, 아폴로 11호, 평공 12년
+        if j + 1 < len(tokens) and tokens[j].tag == "SN" and _gap(tokens, j) == 1 and tokens[j + 1].tag in (
+                "NNB", "NNG", "SL") and _gap(tokens, j + 1) == 0:
+            out.append(Chunk(i, j + 2, "noun"))  # a name with a number in it: 대포동 2호, 아폴로 11호
         i = j
     return out
-
-
-_TIMES_OF_DAY = {"오전", "오후", "밤", "낮", "저녁", "새벽", "아침"}
-
-
-def _names_a_number(tokens, j: int) -> bool:
-    """"루이 16세", "대포동 2호", "평공 12년" (a reign year), "밤 7시": the noun before the number at j names it, so the two are
-    also one answer. After a common noun the number is the answer ("슬하 3명", "승용차 8대"): KorQuAD v1 dev's
-    annotators took the number alone there 145 times, the noun with it 19; after a proper noun 10 and 13
-    (`bench/answer_types.py`)."""
-    before, counter = tokens[j - 1], tokens[j + 1].form
-    return before.tag == "NNP" or (before.form in ("공", "왕") and counter == "년") \
-        or (before.form in _TIMES_OF_DAY and counter == "시")  # "밤 7시"
 
 
 def _number_of_a_name(tokens, j: int) -> bool:
     """"샬케 04와", "아폴로 11에": a number standing as the last word of a name (no counter after it) belongs to it."""
     after = tokens[j + 1] if j + 1 < len(tokens) else None
-    return tokens[j - 1].tag == "NNP" and (after is None or _gap(tokens, j + 1) > 0 or after.tag.startswith("J")
-                                           or after.tag == "VCP")
+    return tokens[j - 1].tag == "NNP" and (after is None or _gap(tokens, j + 1) > 0 or after.tag.startswith("J"))
 
 
 _FORMER = {"전", "당시", "현", "前"}
@@ -508,20 +494,18 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str, subj
         surface = _surface(sentence, tokens, chunk)
         specific = chunk.kind == "quoted" or any(t.tag in _SPECIFIC for t in tokens[chunk.start:chunk.end])
         called = _called_at(tokens, chunk)
-        nxt = tokens[chunk.end] if chunk.end < len(tokens) else None
-        predicate_noun = _ends_in_copula(tokens, chunk.end)  # "…는 시드니이다", "수출품은 석유와 천연가스이다"
-        if chunk.kind == "noun" and not specific and chunk.end - chunk.start < 2 and not predicate_noun \
+        if chunk.kind == "noun" and not specific and chunk.end - chunk.start < 2 \
                 and not _is_a_name_given(tokens, chunk, surface, called):
             continue  # one common noun ("혐의", "시위") is rarely a fact worth asking, unless it is a name given
-            # or what the sentence says its subject is
         if called is not None:  # "소나기라는 작품으로…", "체크메이트라고 한다"
             pairs += _called_questions(sentence, tokens, chunk, called, surface, end,
                                        topic_phrase if add_topic else "", subject if add_topic else "")
             continue
-        if (tokens[chunk.start].start >= pred_start and not predicate_noun) or len(normalize_answer(surface)) < 1:
+        if tokens[chunk.start].start >= pred_start or len(normalize_answer(surface)) < 1:
             continue
         if chunk.kind == "year":
             surface = sentence[tokens[chunk.start].start:tokens[chunk.start + 1].start + tokens[chunk.start + 1].len]
+        nxt = tokens[chunk.end] if chunk.end < len(tokens) else None
         if nxt is not None and chunk.kind == "noun" and nxt.tag in ("XSV", "XSA", "NNB"):
             continue  # a verb/adjective stem (주도하다), not an answer
         next_tag = nxt.tag if nxt is not None and nxt.start - (tokens[chunk.end - 1].start
@@ -540,20 +524,9 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str, subj
         if wh == "언제" and after is not None and after.tag == "JX" and after.start == cut_end:
             cut_end += after.len  # "6월에는 …" -> "언제 …", not "언제는 …"
         if next_tag == "VCP":  # "…은 노아이다" -> "…은 누구인가?": the copula is rebuilt by the ending
-            if not predicate_noun:
+            if chunk.end + 1 >= len(tokens) or tokens[chunk.end + 1].tag != "EF":
                 continue
-            first = _coordinated_start(tokens, chunk.start)  # "방법이 치윤법과 연대배치법이다": both are the answer
-            if first != chunk.start:
-                surface = sentence[tokens[first].start:tokens[chunk.end - 1].start + tokens[chunk.end - 1].len]
-            subject = sentence[:tokens[first].start]
-            new_kind = first == chunk.end - 1 or tokens[first].start >= pred_start  # asked since session 29
-            if not specific and new_kind and (len(subject.split()) < 2 or surface in _ABSTRACT_HEADS or surface in _SHARES
-                                 or surface.endswith("적") or tokens[first - 1].tag not in ("JKS", "JX")):
-                continue  # "이것은 문제이다", "…없다는 점이다", "…을 경영하던 사람이다": one common noun that is
-                # not what a named subject is ("직업은 교사였다") teaches nothing
-            if first > 0 and (tokens[first - 1].tag == "SP" or tokens[first - 1].form == "및"):
-                continue  # "군인, 관료 및 정치인이다": the last item of a list is not what the subject is
-            question = subject + (_predicate_wh(tokens, first) or wh) + "인가?"
+            question = sentence[:tokens[chunk.start].start] + wh + "인가?"
         else:
             before = sentence[:tokens[chunk.start].start]
             if chunk.kind == "quoted" and before and not before[-1].isspace():
@@ -585,52 +558,6 @@ def _clause_questions(sentence: str, tokens, topic_phrase: str, topic: str, subj
                 if named and answer_free(named, name) and 8 <= len(named) <= MAX_QUESTION_CHARS:
                     pairs.append((named, name))
     return pairs
-
-
-_SHARES = ("대부분", "일부", "하나", "전부", "절반", "다수", "소수")
-_PERSON_NOUNS = ("사람", "인물", "주인공", "아버지", "어머니", "아들", "딸", "남편", "아내", "부인", "형", "동생")
-
-
-def _predicate_wh(tokens, start: int) -> str | None:
-    """"가장 큰 도시는 시드니이다" -> 어디, "처음 고안한 사람은 …이다" -> 누구: what the subject before a predicate
-    noun says it is (`_is_person` guesses from the name alone, and takes 시드니 for a person); None where the
-    subject says neither."""
-    k = start - 1
-    while k > 0 and not (tokens[k].tag == "JKS" or (tokens[k].tag == "JX" and tokens[k].form in ("은", "는"))):
-        k -= 1
-    if k <= 0 or tokens[k - 1].tag not in ("NNG", "NNP", "NNB", "XSN"):
-        return None
-    head = tokens[k - 1].form
-    if head.endswith(_PERSON_NOUNS + _PERSON_HEADS) or head in ("자", "이"):
-        return "누구"
-    if head.endswith(("곳", "장소", "수도", "도시", "나라", "국가", "지역", "지방", "마을", "고향", "출생지", "본사")):
-        return "어디"  # not _PLACE_HEADS: a subject ending in 동 or 원 is as often 행동, 지원
-    return None
-
-
-def _ends_in_copula(tokens, end: int) -> bool:
-    """The chunk ending at token `end` is the noun of the clause's closing "…이다" / "…이었다"."""
-    if end >= len(tokens) or tokens[end].tag != "VCP" or _gap(tokens, end) != 0:
-        return False
-    k = end + 1
-    while k < len(tokens) and tokens[k].tag == "EP":
-        k += 1
-    return k < len(tokens) and tokens[k].tag == "EF"
-
-
-def _coordinated_start(tokens, start: int) -> int:
-    """Where "A과 B" begins when the chunk at `start` is B (A a run of nominal tokens right before 과/와), else
-    `start`."""
-    k = start - 1
-    if k < 1 or tokens[k].tag != "JC" or tokens[k].form not in ("과", "와") or _gap(tokens, k) != 0 \
-            or _gap(tokens, start) != 1:
-        return start
-    first = k
-    while first - 1 >= 0 and tokens[first - 1].tag in _NOMINAL and (first == k or _gap(tokens, first) <= 1) \
-            and not _is_boundary(tokens, first - 1):
-        first -= 1
-    starts_a_word = first == 0 or _gap(tokens, first) > 0  # not "치윤법과" read as 치유/ㄴ/법
-    return first if first < k and starts_a_word else start
 
 
 def _called_at(tokens, chunk: Chunk) -> tuple[str, int] | None:

@@ -11,10 +11,12 @@ nearest, default 3; `-sentences`: also the other answers of the sentences of the
 study answers the question says; `-unasked`: only the latter; both off by default, BENCHMARKS 5d; `-anyspan`: study
 answers kept where they are a wider or narrower span of a nearest trained answer, as before session 18, 5e;
 `-nosent`: trained questions found by their own words only, not also by their answer's sentence, as before
-session 26, 5l; `-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `recall-scored`: every
+session 26, 5l; `-nostudysent`: study questions found by their own words only, not also by their sentence, as
+before session 30, 5o; `-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `recall-scored`: every
 offered answer scored whole and the most probable given, the nearest trained question's answer `-pX` nats ahead
 (default `generate.RECALL_PRIOR`, 5; `decoding: recall` since session 20, 5g) and the answer of the question
-nearest among trained and study questions `-sX` nats ahead (`Systems.recall_study_prior`, off: BENCHMARKS 5m), where `recall-K` is beam search with K beams over them, as
+nearest among trained and study questions `-sX` nats ahead (default `generate.RECALL_STUDY_PRIOR`, 4 since session 30,
+0 before: BENCHMARKS 5m, 5o; `-s0` turns it off), where `recall-K` is beam search with K beams over them, as
 before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
@@ -41,6 +43,7 @@ def ensure_answers(run, name: str) -> None:
     from korquad_tune.train import _examples, learned_answers, learned_questions
     folder = run.adapter(name)
     if (folder / LEARNED_ANSWERS).exists() and (folder / LEARNED_QUESTIONS).exists():
+        add_study_sentences(run, folder)
         return
     meta = read_adapter_meta(folder)
     kind = "passages" if meta.get("passages") else "aug" if meta.get("augment") else "no-aug"
@@ -56,14 +59,32 @@ def ensure_answers(run, name: str) -> None:
     print(f"wrote {folder}'s answers.json / questions.json, rebuilt as {kind}")
 
 
+def add_study_sentences(run, folder: Path) -> None:
+    """questions.json written before session 30 numbers each study question's sentence without the sentences:
+    add them from the run folder's material.json where its study rows are exactly the ones the adapter kept."""
+    from korquad_tune.fileio import read_json, write_json
+    from korquad_tune.models import LEARNED_QUESTIONS
+    from korquad_tune.passages import load_material, study_rows, study_sentences
+    from korquad_tune.train import _distinct_rows
+    doc = read_json(folder / LEARNED_QUESTIONS)
+    if not doc.get("study") or "sentences" in doc:
+        return
+    material = load_material(run)["qa"]
+    if _distinct_rows(study_rows(material)) != doc["study"]:
+        print(f"{folder}: its study questions are not the run's material.json's; sentences not added")
+        return
+    write_json(folder / LEARNED_QUESTIONS, {**doc, "sentences": study_sentences(material)})
+    print(f"added the study questions' sentences to {folder / LEARNED_QUESTIONS}")
+
+
 def parse_mode(mode: str) -> dict:
     """"recall-2-k5-lp0-sentences" -> the `Systems` settings it names: decoding, beams, recall_k, length_penalty,
     recall_options (AnswerRecall.candidates' switches), recall_scored, recall_prior, recall_sentences."""
-    from korquad_tune.generate import RECALL_PRIOR
+    from korquad_tune.generate import RECALL_PRIOR, RECALL_STUDY_PRIOR
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
     beams, k, penalty, options, scored, prior, sentences = 1, 3, 1.0, {}, False, RECALL_PRIOR, True
-    study_prior = 0.0
+    study_prior, study_sentences = RECALL_STUDY_PRIOR, True
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}
@@ -77,6 +98,8 @@ def parse_mode(mode: str) -> dict:
             options = {**options, "skip_said": True}
         elif part == "nosent":  # trained questions found by their own words only (before session 26, 5l)
             sentences = False
+        elif part == "nostudysent":  # study questions found by their own words only (before session 30, 5o)
+            study_sentences = False
         elif part == "scored":  # every offered answer scored whole, the nearest trained one `prior` nats ahead
             scored = True
         elif part.startswith("p") and part[1:].replace(".", "", 1).isdigit():
@@ -91,7 +114,7 @@ def parse_mode(mode: str) -> dict:
             beams = int(part)
     return {"decoding": decoding, "beams": beams, "recall_k": k, "length_penalty": penalty,
             "recall_options": options, "recall_scored": scored, "recall_prior": prior, "recall_sentences": sentences,
-            "recall_study_prior": study_prior}
+            "recall_study_prior": study_prior, "recall_study_sentences": study_sentences}
 
 
 def main() -> None:

@@ -24,7 +24,11 @@ offers the adapter (`AnswerRecall`: the K nearest training questions and the K n
 here without paraphrases): the most a recall-decoded adapter can answer, whatever it learnt; `_sentences` the same
 with AnswerRecall's `same_sentence` and `drop_asked` switches on (also the other answers of those study questions'
 sentences, less the study answers the question says); `_anytype` without the filter that keeps the answers of the
-kind the question's wh-word asks for (a number for 언제 / 몇); `_candidates` how many answers were offered in all.
+kind the question's wh-word asks for (a number for 언제 / 몇); `_nosent` / `_nostudysent` with the trained / the study
+questions found by their own words only, not also by their sentence (before sessions 26 / 30); `_candidates` how many
+answers were offered in all; `_study_vote` how often the answer the study vote goes to (that of the question nearest
+among trained and study questions, each also found by its sentence) is right, `_study_vote_nostudysent` the same
+with the study questions found by their own words only.
 
 Articles are taken `--group` at a time (a run's worth: the lookup only sees its own group's questions).
 """
@@ -146,7 +150,8 @@ def run_folder(run_dir: Path, recall: int = 0) -> dict:
                     f"{name}_questions+sentences": sentence_lookup_em(with_sentences, held)})
         if asked:
             for label, options in RECALL_VARIANTS:
-                hits, size = recall_hits(asked["questions"], asked["study"], held, recall, **options)
+                hits, size = recall_hits(asked["questions"], asked["study"], held, recall,
+                                         **{"study_sentences": asked.get("sentences"), **options})
                 out.update({f"{name}_recall{recall}{label}_offered": hits,
                             f"{name}_recall{recall}{label}_candidates": size})
     return out
@@ -156,26 +161,41 @@ def run_folder(run_dir: Path, recall: int = 0) -> dict:
 # passing over said answers, and with the trained questions found by their own words only (before session 26)
 RECALL_VARIANTS = (("", {}), ("_sentences", {"same_sentence": True, "drop_asked": True}),
                    ("_anytype", {"typed": False}), ("_skipsaid", {"skip_said": True}),
-                   ("_nosent", {"sentences": False}))  # trained questions found by their own words only
+                   ("_nosent", {"sentences": False}),  # trained questions found by their own words only
+                   ("_nostudysent", {"study_sentences": None}))  # study questions found by their own words only
 
 
 def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: list[dict], k: int,
-                **options) -> tuple[int, int]:
+                study_sentences: list[str] | None = None, **options) -> tuple[int, int]:
     """Held-out questions whose gold answer is among `decoding: recall`'s candidates for them, and how many
-    candidates were offered in all."""
+    candidates were offered in all; `study_sentences`: the sentences the material rows' numbers name."""
     from korquad_tune.metrics import score_one
     from korquad_tune.retrieval import AnswerRecall
     if not held:
         return 0, 0
     sentences = options.pop("sentences", True)
-    offered = AnswerRecall(questions, material, sentences).candidates([r["question"] for r in held], k, **options)
+    offered = AnswerRecall(questions, material, sentences, study_sentences).candidates([r["question"] for r in held],
+                                                                                       k, **options)
     return (sum(any(score_one(a, r["answers"])[0] for a in found) for found, r in zip(offered, held)),
             sum(map(len, offered)))
 
 
+def study_vote_hits(questions: list[tuple], material: list[tuple], held: list[dict],
+                    study_sentences: list[str] | None) -> int:
+    """Held-out questions whose gold answer is the one recall's study vote goes to: the answer of the question
+    nearest among the trained and study questions (`AnswerRecall.priors`' `study_nats`)."""
+    from korquad_tune.metrics import score_one
+    from korquad_tune.retrieval import AnswerRecall
+    if not held or not material:
+        return 0
+    lookup = AnswerRecall(questions, material, True, study_sentences).lookups[1]
+    first = [found[0] if found else "" for found in lookup.top_answers([r["question"] for r in held], 1)]
+    return int(sum(score_one(a, r["answers"])[0] for a, r in zip(first, held)))
+
+
 def main() -> None:
     from korquad_tune.data import HELDOUT_SETS, shipped_dev_path, split_heldout, with_answer_sentences
-    from korquad_tune.passages import _key, study_rows
+    from korquad_tune.passages import _key, study_rows, study_sentences
 
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=None, help="SQuAD-format file (default: the shipped dev set)")
@@ -222,9 +242,12 @@ def main() -> None:
             counts[f"{name}_questions+sentences"] += sentence_lookup_em(with_sentences, sets[name])
             if args.recall:
                 for label, options in RECALL_VARIANTS:
-                    hits, size = recall_hits(with_sentences, study, sets[name], args.recall, **options)
+                    hits, size = recall_hits(with_sentences, study, sets[name], args.recall,
+                                             **{"study_sentences": study_sentences(material_rows), **options})
                     counts[f"{name}_recall{args.recall}{label}_offered"] += hits
                     counts[f"{name}_recall{args.recall}{label}_candidates"] += size
+                for label, sentences in (("", study_sentences(material_rows)), ("_nostudysent", None)):
+                    counts[f"{name}_study_vote{label}"] += study_vote_hits(with_sentences, study, sets[name], sentences)
             if name == "unseen":
                 misses += covered_misses(questions + material, sets[name], matches, counts)
                 gaps += uncovered(questions + material, sets[name], counts)

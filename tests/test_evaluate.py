@@ -68,6 +68,23 @@ def test_answer_recall_finds_a_trained_question_by_its_answers_sentence_too():
     assert AnswerRecall(rows).nearest_answers([r["question"] for r in qa]) == [r["answers"][0] for r in qa]
 
 
+def test_answer_recall_finds_a_study_question_by_its_sentence_too():
+    """A question made from a sentence keeps only some of its words; a person asking about that fact may use the
+    others (BENCHMARKS 5o). Study rows name their sentence by number; without the sentences, as before."""
+    from korquad_tune.retrieval import AnswerRecall
+    sentences = ["방주는 고페르나무로 지었고 길이는 300규빗이었다.", "노아는 방주에 동물을 태웠고 홍수는 40일 동안 계속되었다."]
+    trained = [("홍수는 며칠 동안 계속되었나?", "40일", sentences[1])]
+    study = [("방주는 무엇으로 지었나?", "고페르나무", 0), ("노아가 방주에 태운 것은?", "동물", 1)]
+    asked = ["길이가 300규빗인 노아의 방주의 재료는?"]  # 노아: the other study question's word; 길이, 300규빗: the sentence's
+    assert AnswerRecall(trained, study, study_sentences=sentences).candidates(asked, 1) == [["40일", "고페르나무"]]
+    assert AnswerRecall(trained, study).candidates(asked, 1) == [["40일", "동물"]]
+    assert AnswerRecall(trained, study, sentences=False, study_sentences=sentences).candidates(asked, 1) == \
+        [["40일", "동물"]]  # the switch that turns the trained side's sentences off turns these off too
+    # a number no sentence has (a questions.json edited by hand) reads the question alone, no error
+    assert AnswerRecall(trained, [*study, ("방주의 길이는?", "300규빗", 7)], study_sentences=sentences) \
+        .candidates(["방주의 길이는?"], 1) == [["40일", "300규빗"]]
+
+
 def test_answer_recall_switches_offer_a_nearest_study_sentence_less_what_the_question_says(run3):
     """`same_sentence`: the answers of the sentence a nearest study question was made from are offered, `drop_asked`:
     less those the question says; off by default (BENCHMARKS 5d); a trained question keeps its own answer."""

@@ -499,6 +499,10 @@ def test_passages_adapter_can_start_from_aug_and_replay_a_little(held_run, tmp_p
     sentence_of = {(x["question"], x["answer"]): x["sentence"] for x in material["qa"]}
     for (q1, a1, n1), (q2, a2, n2) in zip(asked["study"], asked["study"][1:]):  # same number = same sentence
         assert (n1 == n2) == (sentence_of[q1, a1] == sentence_of[q2, a2])
+    assert all(asked["sentences"][n] == sentence_of[q, a] for q, a, n in asked["study"])  # recall reads them too
+    res = runner.invoke(app, ["export", str(run), "--adapter", "passages", "--merged", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert read_learned_questions(tmp_path / "m") == asked  # the merged model looks answers up the same way
     from safetensors.torch import load_file
     a, p = load_file(str(aug / "adapter_model.safetensors")), load_file(str(passages / "adapter_model.safetensors"))
     assert a.keys() == p.keys() and any(not (a[k] == p[k]).all() for k in a)  # same adapter, trained further

@@ -15,7 +15,8 @@ from rich.console import Console
 from korquad_tune import KorquadTuneError
 from korquad_tune.config import DEFAULT_PRESET, AugmentConfig, StudyConfig
 from korquad_tune.evaluate import EVALUATE_SYSTEMS
-from korquad_tune.generate import BATCH_SIZE, BEAMS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K, RECALL_PRIOR
+from korquad_tune.generate import (BATCH_SIZE, BEAMS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K, RECALL_PRIOR,
+                                   RECALL_STUDY_PRIOR)
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 
@@ -43,6 +44,8 @@ RECALL_K_OPTION = typer.Option(RECALL_K, min=1, help="--decoding recall: answers
                                "questions (and as many among the study questions too)")
 RECALL_PRIOR_OPTION = typer.Option(RECALL_PRIOR, min=0, help="--decoding recall: nats added to the nearest trained "
                                    "question's answer (0: the model alone chooses)")
+RECALL_STUDY_PRIOR_OPTION = typer.Option(RECALL_STUDY_PRIOR, min=0, help="--decoding recall: nats added to the "
+                                         "answer of the question nearest among trained and study questions (0: none)")
 
 
 @app.callback()
@@ -207,7 +210,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, min=1, help="answer length budget in tokens"),
         batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch"),
         decoding: str = DECODING_OPTION, beams: int = BEAMS_OPTION, recall_k: int = RECALL_K_OPTION,
-        recall_prior: float = RECALL_PRIOR_OPTION) -> None:
+        recall_prior: float = RECALL_PRIOR_OPTION, recall_study_prior: float = RECALL_STUDY_PRIOR_OPTION) -> None:
     """Answer one question, a file of questions (one a line), or questions typed at a prompt."""
     from korquad_tune.evaluate import Systems
     from korquad_tune.fileio import read_text
@@ -220,7 +223,7 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
             raise KorquadTuneError(f"{file}: no questions in the file (one question a line)")
     systems = Systems([adapter] if adapter else [], model, batch_size=batch_size, max_new_tokens=max_new_tokens,
                       template=template, decoding=decoding, beams=beams, recall_k=recall_k,
-                      recall_prior=recall_prior)
+                      recall_prior=recall_prior, recall_study_prior=recall_study_prior)
     use = adapter.name if adapter else "base"  # `--adapter X` means: answer with X
 
     def answers(texts: list[str], label: str | None = None) -> list[str]:
@@ -283,14 +286,15 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
              batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch"),
              rag_k: int = typer.Option(1, min=1, help="rag: paragraphs put into the prompt"),
              decoding: str = DECODING_OPTION, beams: int = BEAMS_OPTION,
-             recall_k: int = RECALL_K_OPTION, recall_prior: float = RECALL_PRIOR_OPTION) -> None:
+             recall_k: int = RECALL_K_OPTION, recall_prior: float = RECALL_PRIOR_OPTION,
+             recall_study_prior: float = RECALL_STUDY_PRIOR_OPTION) -> None:
     """Answer a question file with one or more systems; write predictions, metrics (with 95% CIs), a table."""
     from korquad_tune.evaluate import evaluate_systems, print_table
     results = evaluate_systems(questions, out, model=model, adapters=adapter, systems=system,
                                train_run=train_run, predictions=predictions, base_url=base_url,
                                api_model=api_model, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                rag_k=rag_k, decoding=decoding, beams=beams, recall_k=recall_k,
-                               recall_prior=recall_prior)
+                               recall_prior=recall_prior, recall_study_prior=recall_study_prior)
     print_table(results, console, title=str(questions))
 
 

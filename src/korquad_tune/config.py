@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from korquad_tune import KorquadTuneError
 from korquad_tune.fileio import read_text
 from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
-                                   RECALL_PRIOR)
+                                   RECALL_PRIOR, RECALL_STUDY_PRIOR)
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
@@ -159,6 +159,9 @@ class EvalConfig(BaseModel):
                           "questions, and as many nearest among trained and study questions")
     recall_prior: float = Field(RECALL_PRIOR, ge=0, description="decoding: recall: nats added to the score of the "
                                 "nearest trained question's answer (0: the model alone chooses)")
+    recall_study_prior: float = Field(RECALL_STUDY_PRIOR, ge=0, description="decoding: recall: nats added to the "
+                                      "score of the answer of the question nearest among trained and study "
+                                      "questions (0: none)")
 
 
 DEFAULT_PRESET = "cpu-default"

@@ -16,7 +16,7 @@ from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
-                                   RECALL_PRIOR)
+                                   RECALL_PRIOR, RECALL_STUDY_PRIOR)
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 from korquad_tune.fileio import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import score_one
@@ -141,18 +141,20 @@ class Systems:
                  batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS, rag_k: int = 1,
                  api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
                  openai_cache: Path | None = None, template: str | None = None, decoding: str = DEFAULT_DECODING,
-                 beams: int = BEAMS, recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR):
+                 beams: int = BEAMS, recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR,
+                 recall_study_prior: float = RECALL_STUDY_PRIOR):
         self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
         if decoding not in DECODINGS:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
         self.decoding, self.beams, self.recall_k, self.recall_prior = decoding, beams, recall_k, recall_prior
-        self.recall_study_prior = 0.0  # recall: nats for the answer of the question nearest among trained and study
-        #                                questions too (off: level on slices it was not chosen on, BENCHMARKS 5m)
+        self.recall_study_prior = recall_study_prior  # recall: nats for the answer of the question nearest among
+        #                                               trained and study questions too (BENCHMARKS 5m, 5o)
         self.recall_scored = True  # recall: every offered answer scored whole (False: beam search over them, as
         #                            before session 20; benches compare)
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
         self.recall_options: dict = {}  # AnswerRecall.candidates' switches (off; benches turn them on to compare)
         self.recall_sentences = True  # trained questions found by their answer's sentence too (benches turn it off)
+        self.recall_study_sentences = True  # study questions found by their sentence too (benches turn it off)
         # read now: a folder that is not an adapter fails before any model loads
         self.metas = {a.name: read_adapter_meta(a) for a in self.adapters}
         self.readers = [name for name, meta in self.metas.items() if meta.get("reader")]
@@ -240,11 +242,12 @@ class Systems:
         """The adapter's `AnswerRecall` under `decoding: recall` (built once), or None."""
         if reading or self.decoding != "recall" or not self.asked.get(adapter):
             return None
-        key = (adapter, self.recall_sentences)
+        key = (adapter, self.recall_sentences, self.recall_study_sentences)
         if key not in self._recall:
             from korquad_tune.retrieval import AnswerRecall
             asked = self.asked[adapter]
-            self._recall[key] = AnswerRecall(asked["questions"], asked["study"], self.recall_sentences)
+            self._recall[key] = AnswerRecall(asked["questions"], asked["study"], self.recall_sentences,
+                                             asked.get("sentences") if self.recall_study_sentences else None)
         return self._recall[key]
 
     def _generate(self, adapter: str | None, texts: list[str], budget: int, label: str | None,
@@ -315,7 +318,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
                      base_url: str | None = None, api_model: str = DEFAULT_API_MODEL,
                      max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1,
                      decoding: str = DEFAULT_DECODING, beams: int = BEAMS,
-                     recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR) -> dict[str, dict]:
+                     recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR,
+                     recall_study_prior: float = RECALL_STUDY_PRIOR) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/
     (`finetuned` = each --adapter, under its folder name)."""
     from korquad_tune.fileio import ensure_dir
@@ -332,7 +336,7 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
         raise KorquadTuneError("system 'predictions' needs --predictions FILE")
     engine = Systems(adapters, model, train_run, batch_size, max_new_tokens, rag_k, api_model, base_url,
                      out / "openai" / "cache.jsonl", decoding=decoding, beams=beams, recall_k=recall_k,
-                     recall_prior=recall_prior)
+                     recall_prior=recall_prior, recall_study_prior=recall_study_prior)
     closed_book = [a.name for a in engine.adapters if a.name not in engine.readers]
     order = [n for s in systems for n in (closed_book if s == "finetuned" else [s])]
     metrics: dict[str, dict] = {}

@@ -51,5 +51,6 @@ def export_merged(run_dir: str | Path, adapter: str, out: str | Path) -> Path:
             write_json(tmp / LEARNED_ANSWERS, answers)
         asked = read_learned_questions(folder)
         if asked:  # and looks them up the same way (decoding: recall)
-            write_json(tmp / LEARNED_QUESTIONS, {k: [list(p) for p in v] for k, v in asked.items()})
+            write_json(tmp / LEARNED_QUESTIONS, {k: v if k == "sentences" else [list(p) for p in v]
+                                                 for k, v in asked.items()})
     return out

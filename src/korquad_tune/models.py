@@ -287,9 +287,9 @@ def read_learned_answers(folder: str | Path) -> list[str] | None:
 
 def read_learned_questions(folder: str | Path) -> dict[str, list[tuple]] | None:
     """The (question, answer) pairs an adapter (or a model merged from one) learned, as `train` wrote them:
-    `questions` (trained questions and their rewordings) and `study` (questions made from the paragraphs, each
-    with the number of the sentence it was made from where the material kept it); None where there is no such
-    file."""
+    `questions` (trained questions and their rewordings), `study` (questions made from the paragraphs, each
+    with the number of the sentence it was made from where the material kept it) and, where written, `sentences`
+    (those sentences by number); None where there is no such file."""
     path = Path(folder) / LEARNED_QUESTIONS
     if not path.exists():
         return None
@@ -308,6 +308,11 @@ def read_learned_questions(folder: str | Path) -> dict[str, list[tuple]] | None:
         if not isinstance(rows, list) or not all(_is_learned_row(r, with_sentence=key == "study") for r in rows):
             raise KorquadTuneError(f"{path}: '{key}' should be a list of {shape}; {fix}")
         out[key] = [tuple(r) for r in rows if r[0].strip() and r[1].strip()]
+    sentences = doc.get("sentences", [])  # the study questions' sentences by number (written since session 30)
+    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+        raise KorquadTuneError(f"{path}: 'sentences' should be a list of the study questions' sentences; {fix}")
+    if sentences:
+        out["sentences"] = sentences
     return out if out["questions"] else None
 
 

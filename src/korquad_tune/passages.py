@@ -199,6 +199,12 @@ def study_rows(qa: list[dict]) -> list[tuple]:
                                             if x.get("sentence") else ()) for x in qa]
 
 
+def study_sentences(qa: list[dict]) -> list[str]:
+    """The sentences `study_rows` numbers, in number order: what recall reads a study question by, besides its
+    own words."""
+    return list(dict.fromkeys(x["sentence"] for x in qa if x.get("sentence")))
+
+
 def material_texts(doc: dict) -> list[str]:
     """Plain texts to learn: each paragraph under its title, then the statements, if any."""
     from korquad_tune.korean_cloze import clean_title

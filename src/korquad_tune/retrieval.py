@@ -193,19 +193,28 @@ class AnswerRecall:
     question may hold its own answer: "2012년 중국 BTV에서 … 보도한 나라는?" -> 중국). Two more are on: `trained_spans`
     and `typed`, see `candidates`."""
 
-    def __init__(self, questions: list[tuple], study: list[tuple] = (), sentences: bool = True):
+    def __init__(self, questions: list[tuple], study: list[tuple] = (), sentences: bool = True,
+                 study_sentences: list[str] | None = None):
         # `questions` rows (question, answer[, sentence]): with `sentences` the trained questions are found by their
-        # own words and by those of the sentence their answer stands in (see RetrievalAnswerer)
+        # own words and by those of the sentence their answer stands in (see RetrievalAnswerer); with
+        # `study_sentences` (the sentences the `study` rows' numbers name) so are the study questions, in the
+        # second lookup: a question made from a sentence keeps only some of its words, and a person asking about
+        # one of its facts uses others (BENCHMARKS 5o)
         contexts = [row[2] if len(row) > 2 else "" for row in questions] if sentences else None
-        questions = [(row[0], row[1]) for row in questions]
-        self.lookups = [RetrievalAnswerer(questions, contexts)]
+        pairs = [(row[0], row[1]) for row in questions]
+        self.lookups = [RetrievalAnswerer(pairs, contexts)]
         self.sentence_of: dict[int, int] = {}  # row of the second lookup -> its study question's sentence
         self.sentence_answers: dict[int, list[str]] = {}
         if study:
-            self.lookups.append(RetrievalAnswerer(questions + [(row[0], row[1]) for row in study]))
+            study_contexts = None
+            if sentences and study_sentences:
+                study_contexts = (contexts or [""] * len(pairs)) + [
+                    study_sentences[row[2]] if len(row) > 2 and 0 <= row[2] < len(study_sentences) else ""
+                    for row in study]
+            self.lookups.append(RetrievalAnswerer(pairs + [(row[0], row[1]) for row in study], study_contexts))
             for i, row in enumerate(study):
                 if len(row) > 2 and row[2] is not None:
-                    self.sentence_of[len(questions) + i] = row[2]
+                    self.sentence_of[len(pairs) + i] = row[2]
                     self.sentence_answers.setdefault(row[2], []).append(row[1])
 
     def candidates(self, texts: list[str], k: int, same_sentence: bool = False, drop_asked: bool = False,

@@ -560,19 +560,22 @@ def learned_questions(run: RunDir, cfg: TrainConfig, pairs: list[tuple[str, str]
     """What `decoding: recall` looks an asked question up in (`questions.json`): the trained questions and rewordings
     this adapter learned, each with the sentence its answer stands in, with those of the adapter it continued from,
     and apart from them the study questions, each with the number of the sentence it was made from (where the
-    material says: the `rules` backend does)."""
+    material says: the `rules` backend does), and those sentences."""
     from korquad_tune.data import load_qa, with_answer_sentences
     from korquad_tune.models import read_learned_questions
     study: list = []
+    sentences: list[str] = []
     if passages:
-        from korquad_tune.passages import load_material, study_rows
-        study = study_rows(load_material(run)["qa"])
+        from korquad_tune.passages import load_material, study_rows, study_sentences
+        material = load_material(run)["qa"]
+        study, sentences = study_rows(material), study_sentences(material)
     in_study = {row[:2] for row in study}
     # each with its answer's sentence: recall finds a trained question by the words of its fact too
     questions = with_answer_sentences([p for p in pairs if p not in in_study], load_qa(run.root))
     if passages and cfg.passages_from is not None:
         questions += (read_learned_questions(run.adapter(cfg.passages_from)) or {}).get("questions", [])
-    return {"questions": _distinct_rows(questions), "study": _distinct_rows(study)}
+    return {"questions": _distinct_rows(questions), "study": _distinct_rows(study),
+            **({"sentences": sentences} if sentences else {})}
 
 
 def _distinct_rows(rows: list) -> list[list]:

@@ -341,3 +341,6 @@ def test_decoding_recall_answers_with_an_answer_of_the_nearest_trained_questions
     (adapter / "questions.json").write_text('{"questions": [["q"]]}', encoding="utf-8")
     res = runner.invoke(app, ["ask", "누구?", "--adapter", str(adapter)])
     assert res.exit_code == 2 and "questions.json" in res.output and "[question, answer] or" in res.output
+    (adapter / "questions.json").write_text('{"questions": [["q", "a"]], "sentences": "one"}', encoding="utf-8")
+    res = runner.invoke(app, ["ask", "누구?", "--adapter", str(adapter)])
+    assert res.exit_code == 2 and "'sentences' should be a list" in res.output.replace("\n", "")

@@ -12,7 +12,8 @@ study answers the question says; `-unasked`: only the latter; both off by defaul
 answers kept where they are a wider or narrower span of a nearest trained answer, as before session 18, 5e;
 `-nosent`: trained questions found by their own words only, not also by their answer's sentence, as before
 session 26, 5l; `-nostudysent`: study questions found by their own words only, not also by their sentence, as
-before session 30, 5o; `-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `recall-scored`: every
+before session 30, 5o; `-anytype`: answers of any kind, whatever the wh-word asks for, as before session 19, 5f; `-noexcept`: answers
+of another kind dropped even where a trained question asking that kind was given them, as before session 31, 5p; `recall-scored`: every
 offered answer scored whole and the most probable given, the nearest trained question's answer `-pX` nats ahead
 (default `generate.RECALL_PRIOR`, 5; `decoding: recall` since session 20, 5g) and the answer of the question
 nearest among trained and study questions `-sX` nats ahead (default `generate.RECALL_STUDY_PRIOR`, 4 since session 30,
@@ -92,6 +93,8 @@ def parse_mode(mode: str) -> dict:
             options = {**options, "trained_spans": False}
         elif part == "anytype":  # answers of any kind, whatever the question's wh-word asks for
             options = {**options, "typed": False}
+        elif part == "noexcept":  # ... even the answers trained questions asking another kind were given (before s31)
+            options = {**options, "kind_exceptions": False}
         elif part == "unasked":  # ... only: no study answer the question says
             options = {**options, "drop_asked": True}
         elif part == "skipsaid":  # the study side passes over answers the question says, taking the next ones

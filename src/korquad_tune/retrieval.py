@@ -141,11 +141,12 @@ def _not_a_number(answer: str) -> bool:
     return not answer[:1].isdigit()
 
 
-def of_asked_type(question: str, answers: list[str]) -> list[str]:
-    """`answers` kept to the strictest kind the question asks for (`asked_type`) that any of them is; all if none."""
+def of_asked_type(question: str, answers: list[str], exceptions: frozenset[str] = frozenset()) -> list[str]:
+    """`answers` kept to the strictest kind the question asks for (`asked_type`) that any of them is; all if none.
+    `exceptions` are kept whatever the question asks (answers a trained question of the kind was given)."""
     for fits in asked_type(question):
-        kept = [a for a in answers if fits(a)]
-        if kept:
+        kept = [a for a in answers if fits(a) or a in exceptions]
+        if any(a not in exceptions for a in kept):
             return kept
     return answers
 
@@ -164,9 +165,10 @@ def asked_date_precision(question: str) -> str | None:
     return "year" if _YEAR_ASKED.search(question) else "day" if _DAY_ASKED.search(question) else None
 
 
-def of_asked_date_precision(question: str, answers: list[str]) -> list[str]:
+def of_asked_date_precision(question: str, answers: list[str], exceptions: frozenset[str] = frozenset()) -> list[str]:
     """Where a year ("1984년") and a date from that year ("1984년 5월 19일") are both among `answers`, the one the
-    question asks for: the year for "…해는?", the date for "언제 …?"; `answers` unchanged otherwise."""
+    question asks for: the year for "…해는?", the date for "언제 …?"; `answers` unchanged otherwise. `exceptions`
+    are never dropped."""
     precision = asked_date_precision(question)
     if precision is None:
         return answers
@@ -174,8 +176,20 @@ def of_asked_date_precision(question: str, answers: list[str]) -> list[str]:
     dates = {a: m.group(1) for a in answers if (m := _DATE_FROM_YEAR.fullmatch(a)) and m.group(1) in years}
     if not dates:
         return answers
-    drop = set(dates) if precision == "year" else set(dates.values())
+    drop = (set(dates) if precision == "year" else set(dates.values())) - exceptions
     return [a for a in answers if a not in drop]
+
+
+def of_another_kind(question: str, answer: str) -> bool:
+    """`answer` is not the kind `question` asks for, as `asked_type` and `asked_date_precision` read it: a trained
+    pair like this ("…얼마의 득표가 필요한가?" -> 과반: 9 of KorQuAD dev's 5,774 questions; "언제…?" -> a year alone)
+    shows where those rules are wrong."""
+    rules = asked_type(question)
+    if rules and not any(fits(answer) for fits in rules):
+        return True
+    precision = asked_date_precision(question)
+    return bool(precision == "day" and _YEAR_ONLY.fullmatch(answer)
+                or precision == "year" and _DATE_FROM_YEAR.fullmatch(answer))
 
 
 class AnswerRecall:
@@ -203,6 +217,8 @@ class AnswerRecall:
         contexts = [row[2] if len(row) > 2 else "" for row in questions] if sentences else None
         pairs = [(row[0], row[1]) for row in questions]
         self.lookups = [RetrievalAnswerer(pairs, contexts)]
+        # answers the adapter was trained to give to a question asking for another kind: `typed` keeps them offered
+        self.kind_exceptions = frozenset(a for q, a in pairs if of_another_kind(q, a))
         self.sentence_of: dict[int, int] = {}  # row of the second lookup -> its study question's sentence
         self.sentence_answers: dict[int, list[str]] = {}
         if study:
@@ -218,14 +234,17 @@ class AnswerRecall:
                     self.sentence_answers.setdefault(row[2], []).append(row[1])
 
     def candidates(self, texts: list[str], k: int, same_sentence: bool = False, drop_asked: bool = False,
-                   trained_spans: bool = True, typed: bool = True, skip_said: bool = False) -> list[list[str]]:
+                   trained_spans: bool = True, typed: bool = True, skip_said: bool = False,
+                   kind_exceptions: bool = True) -> list[list[str]]:
         """Each text's candidate answers: the nearest trained questions' first, then the study side's. With
         `trained_spans` (on) no study answer that is a wider or narrower span of a nearest trained answer ("아펜젤러"
         beside "아펜젤러 선교사", "K리그 팀 울산 현대" beside "울산 현대"): where a person chose the span of that thing,
         theirs stands, and the adapter no longer trades it for the cloze rules' cut (BENCHMARKS 5e). With `typed` (on)
         only the answers of the strictest kind the question's wh-word asks for that any of them is are offered
         (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f), and of a year and a
-        date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일)."""
+        date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일) — except
+        an answer a trained question asking for another kind was given ("…얼마의 득표가 필요한가?" -> 과반), unless
+        `kind_exceptions` is off (as before session 31)."""
         nearest = self.lookups[0].top_answers(texts, k)
         studied = [lookup.top_answers(texts, k, skip_said) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
@@ -236,7 +255,10 @@ class AnswerRecall:
             if trained_spans:
                 more = [a for a in more if not any(_overlapping(a, t) for t in nearest[i])]
             offered = list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more)))
-            out.append(of_asked_date_precision(text, of_asked_type(text, offered)) if typed else offered)
+            if typed:
+                exceptions = self.kind_exceptions if kind_exceptions else frozenset()
+                offered = of_asked_date_precision(text, of_asked_type(text, offered, exceptions), exceptions)
+            out.append(offered)
         return out
 
     def nearest_answers(self, texts: list[str]) -> list[str]:

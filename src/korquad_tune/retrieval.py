@@ -165,10 +165,9 @@ def asked_date_precision(question: str) -> str | None:
     return "year" if _YEAR_ASKED.search(question) else "day" if _DAY_ASKED.search(question) else None
 
 
-def of_asked_date_precision(question: str, answers: list[str], exceptions: frozenset[str] = frozenset()) -> list[str]:
+def of_asked_date_precision(question: str, answers: list[str]) -> list[str]:
     """Where a year ("1984년") and a date from that year ("1984년 5월 19일") are both among `answers`, the one the
-    question asks for: the year for "…해는?", the date for "언제 …?"; `answers` unchanged otherwise. `exceptions`
-    are never dropped."""
+    question asks for: the year for "…해는?", the date for "언제 …?"; `answers` unchanged otherwise."""
     precision = asked_date_precision(question)
     if precision is None:
         return answers
@@ -176,20 +175,15 @@ def of_asked_date_precision(question: str, answers: list[str], exceptions: froze
     dates = {a: m.group(1) for a in answers if (m := _DATE_FROM_YEAR.fullmatch(a)) and m.group(1) in years}
     if not dates:
         return answers
-    drop = (set(dates) if precision == "year" else set(dates.values())) - exceptions
+    drop = set(dates) if precision == "year" else set(dates.values())
     return [a for a in answers if a not in drop]
 
 
 def of_another_kind(question: str, answer: str) -> bool:
-    """`answer` is not the kind `question` asks for, as `asked_type` and `asked_date_precision` read it: a trained
-    pair like this ("…얼마의 득표가 필요한가?" -> 과반: 9 of KorQuAD dev's 5,774 questions; "언제…?" -> a year alone)
-    shows where those rules are wrong."""
+    """`answer` is not the kind `question` asks for, as `asked_type` reads it: a trained pair like this ("…얼마의 득표가
+    필요한가?" -> 과반, "…몇 인칭 게임인가?" -> 일인칭: 9 of KorQuAD dev's 5,774 questions) shows where that rule is wrong."""
     rules = asked_type(question)
-    if rules and not any(fits(answer) for fits in rules):
-        return True
-    precision = asked_date_precision(question)
-    return bool(precision == "day" and _YEAR_ONLY.fullmatch(answer)
-                or precision == "year" and _DATE_FROM_YEAR.fullmatch(answer))
+    return bool(rules) and not any(fits(answer) for fits in rules)
 
 
 class AnswerRecall:
@@ -242,9 +236,9 @@ class AnswerRecall:
         theirs stands, and the adapter no longer trades it for the cloze rules' cut (BENCHMARKS 5e). With `typed` (on)
         only the answers of the strictest kind the question's wh-word asks for that any of them is are offered
         (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f), and of a year and a
-        date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일) — except
-        an answer a trained question asking for another kind was given ("…얼마의 득표가 필요한가?" -> 과반), unless
-        `kind_exceptions` is off (as before session 31)."""
+        date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일). An answer
+        a trained question asking for another kind was given ("…얼마의 득표가 필요한가?" -> 과반) passes the kind rule,
+        unless `kind_exceptions` is off (as before session 31)."""
         nearest = self.lookups[0].top_answers(texts, k)
         studied = [lookup.top_answers(texts, k, skip_said) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
@@ -257,7 +251,7 @@ class AnswerRecall:
             offered = list(dict.fromkeys(nearest[i] + (_not_asked(text, more) if drop_asked else more)))
             if typed:
                 exceptions = self.kind_exceptions if kind_exceptions else frozenset()
-                offered = of_asked_date_precision(text, of_asked_type(text, offered, exceptions), exceptions)
+                offered = of_asked_date_precision(text, of_asked_type(text, offered, exceptions))
             out.append(offered)
         return out
 

@@ -41,6 +41,28 @@ def test_models_load_without_hub_kernels():
     assert model.use_kernels is False
 
 
+def test_adapters_whose_names_contain_each_other_load_quietly_and_whole(tiny_run, tmp_path):
+    """peft 0.22 took every `no-aug` weight for a missing `aug` one ("aug" is in the key) and printed them all; the
+    check is by the adapter's own name now, and every saved weight of both is in the model."""
+    import warnings
+
+    from safetensors.torch import load_file
+    shutil.copytree(tiny_run / "adapters" / "no-aug", tmp_path / "aug")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, _, names = load_model_with_adapters("tiny-random", [tiny_run / "adapters" / "no-aug", tmp_path / "aug"])
+    assert names == ["no-aug", "aug"]
+    assert not [w for w in caught if "adapter keys" in str(w.message)]
+    state = model.state_dict()
+    saved = load_file(tmp_path / "aug" / "adapter_model.safetensors")
+    lora = {key: value for key, value in saved.items() if ".lora_" in key}
+    assert lora
+    for name in names:
+        for key, value in lora.items():
+            loaded = state[key.replace(".weight", f".{name}.weight")]
+            assert loaded.equal(value.to(loaded.dtype))
+
+
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(KorquadTuneError, match="no config.json"):
         resolve_model(str(tmp_path))

@@ -66,8 +66,9 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
     for name in ("a", "b"):
         prepare(tmp_path / name, articles=3, holdout=False)
     args = ["--preset", "tiny-test", "--no-augment", "--epochs", "6", "--save-steps", "10"]
-    # uninterrupted
-    subprocess.run(CLI + ["train", str(tmp_path / "a")] + args, check=True, capture_output=True)
+    # uninterrupted (--resume with no checkpoint to resume from starts afresh, and says so)
+    subprocess.run(CLI + ["train", str(tmp_path / "a")] + args + ["--resume"], check=True, capture_output=True)
+    assert json.loads((tmp_path / "a" / "adapters" / "no-aug" / ADAPTER_META).read_text())["resumed"] is False
     # killed after its second checkpoint, then resumed
     proc = subprocess.Popen(CLI + ["train", str(tmp_path / "b")] + args, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

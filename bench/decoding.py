@@ -17,7 +17,8 @@ of another kind dropped even where a trained question asking that kind was given
 offered answer scored whole and the most probable given, the nearest trained question's answer `-pX` nats ahead
 (default `generate.RECALL_PRIOR`, 5; `decoding: recall` since session 20, 5g) and the answer of the question
 nearest among trained and study questions `-sX` nats ahead (default `generate.RECALL_STUDY_PRIOR`, 4 since session 30,
-0 before: BENCHMARKS 5m, 5o; `-s0` turns it off), where `recall-K` is beam search with K beams over them, as
+0 before: BENCHMARKS 5m, 5o; `-s0` turns it off; `-tsX`: the trained vote only where the best trained question
+scores at least X of the best question once the study questions join, 5q), where `recall-K` is beam search with K beams over them, as
 before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
@@ -85,7 +86,7 @@ def parse_mode(mode: str) -> dict:
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
     beams, k, penalty, options, scored, prior, sentences = 1, 3, 1.0, {}, False, RECALL_PRIOR, True
-    study_prior, study_sentences = RECALL_STUDY_PRIOR, True
+    study_prior, study_sentences, trained_share = RECALL_STUDY_PRIOR, True, 0.0
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}
@@ -109,6 +110,8 @@ def parse_mode(mode: str) -> dict:
             prior = float(part[1:])
         elif part.startswith("s") and part[1:].replace(".", "", 1).isdigit():
             study_prior = float(part[1:])
+        elif part.startswith("ts") and part[2:].replace(".", "", 1).isdigit():
+            trained_share = float(part[2:])
         elif part.startswith("lp"):
             penalty = float(part[2:])
         elif part.startswith("k"):
@@ -117,7 +120,8 @@ def parse_mode(mode: str) -> dict:
             beams = int(part)
     return {"decoding": decoding, "beams": beams, "recall_k": k, "length_penalty": penalty,
             "recall_options": options, "recall_scored": scored, "recall_prior": prior, "recall_sentences": sentences,
-            "recall_study_prior": study_prior, "recall_study_sentences": study_sentences}
+            "recall_study_prior": study_prior, "recall_study_sentences": study_sentences,
+            "recall_trained_share": trained_share}
 
 
 def main() -> None:

@@ -215,6 +215,18 @@ def test_answer_recall_prior_goes_to_the_nearest_trained_answer_unless_the_quest
         == [{"버몬트주": 2.0}]  # no study questions: no second vote
 
 
+def test_answer_recall_trained_vote_can_be_left_out_where_a_study_question_is_far_nearer():
+    """`trained_share`: a question far nearer a study question than any trained one asks a fact no trained question
+    asks, and the nearest trained answer (here where the man was born) gets no vote there (BENCHMARKS 5q)."""
+    from korquad_tune.retrieval import AnswerRecall
+    recall = AnswerRecall([("번디의 전기를 집필한 사람은?", "앤 룰"), ("번디가 태어난 곳은?", "버몬트주")],
+                          [("1974년 번디가 살해한 여대생의 이름은?", "린다 힐리", 0)])
+    asked = ["1974년 번디에게 살해된 여대생은 누구인가?", "번디의 전기를 쓴 작가는?"]
+    assert recall.lookups[1].best_score_shares(asked, 2) == [0.0, 1.0]
+    assert recall.priors(asked, 5.0, 4.0) == [{"버몬트주": 5.0, "린다 힐리": 4.0}, {"앤 룰": 9.0}]
+    assert recall.priors(asked, 5.0, 4.0, 0.5) == [{"린다 힐리": 4.0}, {"앤 룰": 9.0}]
+
+
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     qa = load_qa(tiny_run)

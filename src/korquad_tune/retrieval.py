@@ -62,8 +62,21 @@ class RetrievalAnswerer:
             docs, _ = self.index.retrieve(tokens, k=depth, show_progress=False)
             return [[int(d) for d in row] for row in docs]
         import numpy as np
-        return [np.argsort(-(self.index.get_scores(t) + self.context_index.get_scores(t)), kind="stable")[:depth]
-                .tolist() for t in tokens]
+        return [np.argsort(-self._scores(t), kind="stable")[:depth].tolist() for t in tokens]
+
+    def _scores(self, tokens: list[str]):
+        scores = self.index.get_scores(tokens)
+        return scores + self.context_index.get_scores(tokens) if self.context_index is not None else scores
+
+    def best_score_shares(self, questions: list[str], rows: int) -> list[float]:
+        """For each question, the best score among the first `rows` rows as a share of the best score of all
+        (1.0 where nothing matches at all)."""
+        shares = []
+        for t in (morphemes(q) for q in questions):
+            scores = self._scores(t)
+            best = float(scores.max())
+            shares.append(float(scores[:rows].max()) / best if best > 0 and rows else 1.0)
+        return shares
 
     def answer(self, questions: list[str]) -> list[str]:
         if not questions:
@@ -259,13 +272,20 @@ class AnswerRecall:
         """Each text's most likely answer by lookup alone: that of the trained question most like it."""
         return [found[0] if found else "" for found in self.lookups[0].top_answers(texts, 1)]
 
-    def priors(self, texts: list[str], nats: float, study_nats: float = 0.0) -> list[dict[str, float]]:
+    def priors(self, texts: list[str], nats: float, study_nats: float = 0.0,
+               trained_share: float = 0.0) -> list[dict[str, float]]:
         """Each text's answer priors for `decoding: recall`: `nats` for the nearest trained question's answer (a
         person asking nearly what a trained question asks mostly wants its answer), and `study_nats` for the answer
         of the question nearest once the study questions join them (a question about a fact no trained question
         asks is nearest a study question that asks it); both on one answer where the two lookups agree. Never for
-        an answer the text already says ("앤 룰이 집필한 … 전기 제목은?" does not ask for 앤 룰)."""
-        votes = [(nats, self.nearest_answers(texts))]
+        an answer the text already says ("앤 룰이 집필한 … 전기 제목은?" does not ask for 앤 룰). With
+        `trained_share`, the trained vote is left out where, once the study questions join, the best trained question
+        scores under that share of the best question: the text is far nearer a fact no trained question asks."""
+        trained = self.nearest_answers(texts)
+        if trained_share and len(self.lookups) > 1:
+            shares = self.lookups[1].best_score_shares(texts, len(self.lookups[0].questions))
+            trained = [a if share >= trained_share else "" for a, share in zip(trained, shares)]
+        votes = [(nats, trained)]
         if study_nats and len(self.lookups) > 1:
             votes.append((study_nats, [found[0] if found else "" for found in self.lookups[1].top_answers(texts, 1)]))
         out = [{} for _ in texts]

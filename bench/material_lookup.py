@@ -30,6 +30,10 @@ answers were offered in all; `_study_vote` how often the answer the study vote g
 among trained and study questions, each also found by its sentence) is right, `_study_vote_nostudysent` the same
 with the study questions found by their own words only.
 
+`--shares` (BENCHMARKS 5q) counts, per set, the held-out questions nearest a study question in that lookup, by the
+best trained question's score as a share of the best question's (`AnswerRecall.priors`' `trained_share`), with how
+often the trained vote and the study vote are right in each band.
+
 Articles are taken `--group` at a time (a run's worth: the lookup only sees its own group's questions).
 """
 
@@ -193,6 +197,32 @@ def study_vote_hits(questions: list[tuple], material: list[tuple], held: list[di
     return int(sum(score_one(a, r["answers"])[0] for a, r in zip(first, held)))
 
 
+SHARE_BANDS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
+
+
+def share_counts(questions: list[tuple], material: list[tuple], held: list[dict], name: str,
+                 study_sentences: list[str] | None, counts: Counter) -> None:
+    """For the held-out questions nearest a study question (trained + study lookup, each by its sentence too): by
+    band of the best trained question's score share, how many, and how often each vote's answer is right."""
+    from korquad_tune.metrics import score_one
+    from korquad_tune.retrieval import AnswerRecall
+    if not held or not material:
+        return
+    recall = AnswerRecall(questions, material, True, study_sentences)
+    texts = [r["question"] for r in held]
+    shares = recall.lookups[1].best_score_shares(texts, len(questions))
+    nearest = [row[0] for row in recall.lookups[1].ranked(texts, 1)]
+    trained = recall.nearest_answers(texts)
+    for r, share, row, answer in zip(held, shares, nearest, trained):
+        if row < len(questions):
+            continue
+        lo, hi = next(band for band in SHARE_BANDS if band[0] <= share < band[1])
+        key = f"{name}_share{lo:.1f}-{min(hi, 1.0):.1f}"
+        counts[key] += 1
+        counts[f"{key}_trained_vote"] += int(score_one(answer, r["answers"])[0])
+        counts[f"{key}_study_vote"] += int(score_one(recall.lookups[1].answers[row], r["answers"])[0])
+
+
 def main() -> None:
     from korquad_tune.data import HELDOUT_SETS, shipped_dev_path, split_heldout, with_answer_sentences
     from korquad_tune.passages import _key, study_rows, study_sentences
@@ -210,6 +240,8 @@ def main() -> None:
     p.add_argument("--run", default=None, help="score a run folder's own sets and material instead")
     p.add_argument("--recall", type=int, default=0, help="also count gold answers among `decoding: recall`'s "
                    "candidates with this recall_k")
+    p.add_argument("--shares", action="store_true", help="also count the questions nearest a study question by the "
+                   "best trained question's score share (BENCHMARKS 5q)")
     args = p.parse_args()
     if args.run:
         print(json.dumps(run_folder(Path(args.run), args.recall), ensure_ascii=False))
@@ -248,6 +280,8 @@ def main() -> None:
                     counts[f"{name}_recall{args.recall}{label}_candidates"] += size
                 for label, sentences in (("", study_sentences(material_rows)), ("_nostudysent", None)):
                     counts[f"{name}_study_vote{label}"] += study_vote_hits(with_sentences, study, sets[name], sentences)
+            if args.shares:
+                share_counts(with_sentences, study, sets[name], name, study_sentences(material_rows), counts)
             if name == "unseen":
                 misses += covered_misses(questions + material, sets[name], matches, counts)
                 gaps += uncovered(questions + material, sets[name], counts)

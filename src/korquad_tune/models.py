@@ -369,7 +369,7 @@ def load_model_with_adapters(spec: str, adapters: list[str | Path] | None = None
 def _load_another_adapter(model, adapter: Path, name: str) -> None:
     """`model.load_adapter`, checked by the adapter's own name. peft (0.22) counts a missing key as this adapter's
     when the name is a substring of the key, so loading `aug` beside `no-aug` warned that every `no-aug` weight was
-    missing (a 18,000-character warning; all were loaded). The keys of this adapter are those holding `.name.`."""
+    missing (an 18,000-character warning; all were loaded). The keys of this adapter are those holding `.name.`."""
     import warnings
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*missing adapter keys")

@@ -505,7 +505,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, name: str | None = None, augmen
         write_json(ckpt_dir / f"seen_batches_rank{trainer.args.process_index}.json", recorder.seen)
 
     if trainer.is_world_process_zero():
-        _save_adapter(trainer, tok, out, cfg, resolved.portable_spec, name, augment, len(dataset), seconds, result, last is not None,
+        _save_adapter(trainer, tok, out, cfg, resolved.portable_spec, name, augment, len(dataset), seconds, result,
+                      last is not None,
                       {"passages": passages, "reader": reader, "texts": len(texts)},
                       learned_answers(pairs) if not reader else None,
                       learned_questions(run, cfg, pairs, passages) if not reader else None)

@@ -1,6 +1,7 @@
 """What users typed, replayed: each gets one line naming the input and what to do, or the right result; never a
 traceback, never a changed file."""
 
+import gzip
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from korquad_tune.cli import app
-from korquad_tune.data import prepare
+from korquad_tune.data import prepare, shipped_dev_path
 from korquad_tune.fileio import read_jsonl, write_jsonl
 
 runner = CliRunner()
@@ -32,6 +33,12 @@ def small_run(tmp_path):
     out = tmp_path / "run"
     prepare(out, articles=1)
     return out
+
+
+def first_article_json() -> bytes:
+    """The shipped dev set's first article as a user's own SQuAD file (UTF-8, Hangul as written)."""
+    doc = json.loads(gzip.decompress(shipped_dev_path().read_bytes()))
+    return json.dumps({"version": "1", "data": doc["data"][:1]}, ensure_ascii=False).encode("utf-8")
 
 
 def snapshot(folder):
@@ -111,10 +118,26 @@ def test_user_passes_training_settings_that_cannot_work(small_run, args, expecte
 def test_user_mistypes_a_key_under_train_in_a_run_config(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"articles": 1, "preset": "tiny-test", "train": {"lerning_rate": 0.1}}))
-    fails(["run", "--config", config, "--out", tmp_path / "run"], "unknown setting 'lerning_rate'")
+    fails(["run", "--config", config, "--out", tmp_path / "run"], "run.yaml, under train:",
+          "unknown setting 'lerning_rate'")
     assert not (tmp_path / "run").exists()  # nothing stamped: the corrected config is then accepted
+    config.write_text(yaml.safe_dump({"articles": 1, "preset": "tiny-test", "train": {"epochs": "ten"}}))
+    fails(["run", "--config", config, "--out", tmp_path / "run"], "run.yaml, under train: epochs = 'ten'")
+    assert not (tmp_path / "run").exists()
     config.write_text(yaml.safe_dump({"articles": 1, "preset": "tiny-test", "systems": ["retrieval"]}))
     assert runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "run")]).exit_code == 0
+
+
+def test_user_fixes_a_wrong_data_path_and_reruns_into_the_same_folder(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"data": str(tmp_path / "nothere.json"), "systems": ["retrieval"]}))
+    fails(["run", "--config", config, "--out", tmp_path / "run"], "nothere.json", "file not found")
+    data = tmp_path / "dev.json"
+    data.write_bytes(first_article_json())
+    config.write_text(yaml.safe_dump({"data": str(data), "systems": ["retrieval"]}))
+    res = runner.invoke(app, ["run", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output  # the folder the failed run stamped holds nothing: no "other settings"
+    assert (tmp_path / "run" / "report.md").exists()
 
 
 def test_user_leaves_a_bracket_open_in_a_run_config(tmp_path):
@@ -242,6 +265,15 @@ def test_text_in_no_known_encoding_says_how_to_convert(tmp_path):
     q = tmp_path / "q.jsonl"
     q.write_bytes(b'{"id": "1", "question": "\xff\xfe\xff", "answers": ["x"]}')
     fails(["score", "--questions", q, "--predictions", q], "neither UTF-8 nor CP949", "iconv")
+
+
+def test_a_squad_file_cut_off_mid_character_says_truncated_not_encoding(tmp_path):
+    raw = first_article_json()
+    cut = next(i for i in range(len(raw) // 2, len(raw)) if raw[i] >= 0xC0)  # a multibyte character's lead byte
+    data = tmp_path / "dev.json"
+    data.write_bytes(raw[:cut + 1])
+    fails(["prepare", "--data", data, "--out", tmp_path / "r"], "dev.json", "truncated")
+    assert not (tmp_path / "r").exists()
 
 
 # ------------------------------------------------------------------ messages and files

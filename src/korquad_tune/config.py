@@ -262,7 +262,9 @@ def load_run_config(path: str | Path | None) -> RunConfig:
     if moved:
         raise KorquadTuneError(f"{path}: flat settings moved into the augment: and eval: sections ("
                                f"{'; '.join(moved)}); see configs/default.yaml")
-    return _validated(RunConfig, data, str(path))
+    cfg = _validated(RunConfig, data, str(path))
+    load_train_config(cfg.preset, cfg.train, f"{path}, under train")  # a bad training setting names this file
+    return cfg
 
 
 def dump_yaml(model: BaseModel) -> str:

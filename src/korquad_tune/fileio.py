@@ -85,6 +85,10 @@ def decode_text(raw: bytes, path: str | Path) -> str:
         except UnicodeDecodeError as e:
             if encoding == ENCODINGS[0]:
                 first_error = e
+    if first_error.reason == "unexpected end of data":
+        # UTF-8 up to a character cut in half at the end: a file cut short (a copy or download that stopped)
+        raise KorquadTuneError(f"{path}: UTF-8 text cut off in the middle of a character at byte "
+                               f"{first_error.start} of {len(raw)}; is the file truncated? copy it again") from None
     raise KorquadTuneError(f"{path}: neither UTF-8 nor CP949/EUC-KR text ({first_error.reason} at byte "
                            f"{first_error.start}); convert it to UTF-8, e.g. iconv -f <encoding> -t UTF-8") from None
 

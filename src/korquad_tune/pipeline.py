@@ -46,6 +46,8 @@ def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool, console
     if fresh:
         for p in run.outputs():
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    if run.stamp.exists() and not _holds_results(run):
+        run.stamp.unlink()  # a run that stopped before its first stage wrote anything (a wrong data path): start over
     if run.stamp.exists():
         before = read_json(run.stamp)
         if before.get("fingerprint") != current["fingerprint"]:
@@ -70,6 +72,12 @@ def _check_settings(run: RunDir, cfg: RunConfig, train_cfg, fresh: bool, console
         current["inputs"] = before.get("inputs", {})
     write_json(run.stamp, current)
     return current
+
+
+def _holds_results(run: RunDir) -> bool:
+    """Whether any stage wrote something here; the stamp, config and timings are `run`'s own notes."""
+    notes = {run.stamp, run.config, run.timings}
+    return any(p.exists() for p in run.outputs() if p not in notes)
 
 
 def _record_input(run: RunDir, stamp: dict, name: str) -> None:

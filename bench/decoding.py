@@ -18,7 +18,8 @@ offered answer scored whole and the most probable given, the nearest trained que
 (default `generate.RECALL_PRIOR`, 5; `decoding: recall` since session 20, 5g) and the answer of the question
 nearest among trained and study questions `-sX` nats ahead (default `generate.RECALL_STUDY_PRIOR`, 4 since session 30,
 0 before: BENCHMARKS 5m, 5o; `-s0` turns it off; `-tsX`: the trained vote only where the best trained question
-scores at least X of the best question once the study questions join, 5q), where `recall-K` is beam search with K beams over them, as
+scores at least X of the best question once the study questions join, 5q; `-tv`: the study vote to the nearest
+answer of the kind the question asks for that it does not say, and that answer offered, 5r), where `recall-K` is beam search with K beams over them, as
 before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
 length**X instead of length**1 (transformers' default). Prints
@@ -86,7 +87,7 @@ def parse_mode(mode: str) -> dict:
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
     beams, k, penalty, options, scored, prior, sentences = 1, 3, 1.0, {}, False, RECALL_PRIOR, True
-    study_prior, study_sentences, trained_share = RECALL_STUDY_PRIOR, True, 0.0
+    study_prior, study_sentences, trained_share, typed_vote = RECALL_STUDY_PRIOR, True, 0.0, False
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}
@@ -110,6 +111,8 @@ def parse_mode(mode: str) -> dict:
             prior = float(part[1:])
         elif part.startswith("s") and part[1:].replace(".", "", 1).isdigit():
             study_prior = float(part[1:])
+        elif part == "tv":  # the study vote to the nearest answer of the asked kind the question does not say (5r)
+            typed_vote = True
         elif part.startswith("ts") and part[2:].replace(".", "", 1).isdigit():
             trained_share = float(part[2:])
         elif part.startswith("lp"):
@@ -121,7 +124,7 @@ def parse_mode(mode: str) -> dict:
     return {"decoding": decoding, "beams": beams, "recall_k": k, "length_penalty": penalty,
             "recall_options": options, "recall_scored": scored, "recall_prior": prior, "recall_sentences": sentences,
             "recall_study_prior": study_prior, "recall_study_sentences": study_sentences,
-            "recall_trained_share": trained_share}
+            "recall_trained_share": trained_share, "recall_typed_vote": typed_vote}
 
 
 def main() -> None:

@@ -227,6 +227,24 @@ def test_answer_recall_trained_vote_can_be_left_out_where_a_study_question_is_fa
     assert recall.priors(asked, 5.0, 4.0, 0.5) == [{"린다 힐리": 4.0}, {"앤 룰": 9.0}]
 
 
+def test_answer_recall_typed_study_vote_passes_over_an_answer_the_question_says_or_of_another_kind():
+    """`typed_vote`: the nearest study question is one made from the same sentence for another of its facts, whose
+    answer the asker names (하나님) or whose kind the wh-word rules out (a year for 누구); the vote goes to the
+    nearest answer left, which is then offered (BENCHMARKS 5r)."""
+    from korquad_tune.retrieval import AnswerRecall
+    recall = AnswerRecall([("노아의 방주의 길이는?", "300 규빗")],
+                          [("노아는 누구의 명령대로 배를 만들고 가족과 동물들을 배에 태웠는가?", "하나님", 0),
+                           ("노아가 하나님의 명령대로 배를 만든 해는?", "기원전 2348년", 0),
+                           ("누가 하나님의 명령대로 배를 만들었는가?", "노아", 0)])
+    asked = ["하나님의 명령대로 배를 만들고 가족과 동물들을 배에 태운 사람은 누구인가?"]
+    assert recall.study_vote_answers(asked) == ["하나님"]  # said by the question: no vote at all before
+    assert recall.priors(asked, 5.0, 4.0) == [{"300 규빗": 5.0}]
+    assert recall.study_vote_answers(asked, typed=True) == ["노아"]
+    assert recall.priors(asked, 5.0, 4.0, typed_vote=True) == [{"300 규빗": 5.0, "노아": 4.0}]
+    assert "노아" in recall.candidates(asked, 1, typed_vote=True)[0]
+    assert "노아" not in recall.candidates(asked, 1)[0]
+
+
 def test_evaluate_command_writes_predictions_metrics_and_table(tiny_run, tmp_path):
     questions = tmp_path / "q.jsonl"
     qa = load_qa(tiny_run)

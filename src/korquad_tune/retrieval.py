@@ -242,7 +242,7 @@ class AnswerRecall:
 
     def candidates(self, texts: list[str], k: int, same_sentence: bool = False, drop_asked: bool = False,
                    trained_spans: bool = True, typed: bool = True, skip_said: bool = False,
-                   kind_exceptions: bool = True) -> list[list[str]]:
+                   kind_exceptions: bool = True, typed_vote: bool = False) -> list[list[str]]:
         """Each text's candidate answers: the nearest trained questions' first, then the study side's. With
         `trained_spans` (on) no study answer that is a wider or narrower span of a nearest trained answer ("아펜젤러"
         beside "아펜젤러 선교사", "K리그 팀 울산 현대" beside "울산 현대"): where a person chose the span of that thing,
@@ -251,7 +251,8 @@ class AnswerRecall:
         (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f), and of a year and a
         date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일). An answer
         a trained question asking for another kind was given ("…얼마의 득표가 필요한가?" -> 과반) passes the kind rule,
-        unless `kind_exceptions` is off (as before session 31)."""
+        unless `kind_exceptions` is off (as before session 31). With `typed_vote` the answer `study_vote_answers`
+        gives with `typed` is offered too (the vote goes to it: BENCHMARKS 5r)."""
         nearest = self.lookups[0].top_answers(texts, k)
         studied = [lookup.top_answers(texts, k, skip_said) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
@@ -266,6 +267,24 @@ class AnswerRecall:
                 exceptions = self.kind_exceptions if kind_exceptions else frozenset()
                 offered = of_asked_date_precision(text, of_asked_type(text, offered, exceptions))
             out.append(offered)
+        if typed_vote and len(self.lookups) > 1:
+            for offered, vote, trained in zip(out, self.study_vote_answers(texts, typed=True), nearest):
+                if vote and vote not in offered and not any(_overlapping(vote, a) for a in trained):
+                    offered.append(vote)
+        return out
+
+    def study_vote_answers(self, texts: list[str], typed: bool = False) -> list[str]:
+        """Each text's answer for the study vote: that of the question nearest once the study questions join. With
+        `typed`, the nearest answer there that the text does not say and that is of the kind it asks for (as
+        `candidates` keeps them): the nearest study question is often one made from the same sentence for another of
+        its facts, whose answer the asker names or whose kind the wh-word rules out (BENCHMARKS 5r)."""
+        lookup = self.lookups[1]
+        if not typed:
+            return [found[0] if found else "" for found in lookup.top_answers(texts, 1)]
+        out = []
+        for text, found in zip(texts, lookup.top_answers(texts, 10)):
+            kept = of_asked_date_precision(text, of_asked_type(text, _not_asked(text, found), self.kind_exceptions))
+            out.append(kept[0] if kept else "")
         return out
 
     def nearest_answers(self, texts: list[str]) -> list[str]:
@@ -273,21 +292,22 @@ class AnswerRecall:
         return [found[0] if found else "" for found in self.lookups[0].top_answers(texts, 1)]
 
     def priors(self, texts: list[str], nats: float, study_nats: float = 0.0,
-               trained_share: float = 0.0) -> list[dict[str, float]]:
+               trained_share: float = 0.0, typed_vote: bool = False) -> list[dict[str, float]]:
         """Each text's answer priors for `decoding: recall`: `nats` for the nearest trained question's answer (a
         person asking nearly what a trained question asks mostly wants its answer), and `study_nats` for the answer
         of the question nearest once the study questions join them (a question about a fact no trained question
         asks is nearest a study question that asks it); both on one answer where the two lookups agree. Never for
         an answer the text already says ("앤 룰이 집필한 … 전기 제목은?" does not ask for 앤 룰). With
         `trained_share`, the trained vote is left out where, once the study questions join, the best trained question
-        scores under that share of the best question: the text is far nearer a fact no trained question asks."""
+        scores under that share of the best question: the text is far nearer a fact no trained question asks. With
+        `typed_vote`, the study vote goes to `study_vote_answers(typed=True)`."""
         trained = self.nearest_answers(texts)
         if trained_share and len(self.lookups) > 1:
             shares = self.lookups[1].best_score_shares(texts, len(self.lookups[0].questions))
             trained = [a if share >= trained_share else "" for a, share in zip(trained, shares)]
         votes = [(nats, trained)]
         if study_nats and len(self.lookups) > 1:
-            votes.append((study_nats, [found[0] if found else "" for found in self.lookups[1].top_answers(texts, 1)]))
+            votes.append((study_nats, self.study_vote_answers(texts, typed_vote)))
         out = [{} for _ in texts]
         for weight, nearest in votes:
             for prior, text, a in zip(out, texts, nearest):

@@ -28,7 +28,8 @@ kind the question's wh-word asks for (a number for 언제 / 몇); `_nosent` / `_
 questions found by their own words only, not also by their sentence (before sessions 26 / 30); `_candidates` how many
 answers were offered in all; `_study_vote` how often the answer the study vote goes to (that of the question nearest
 among trained and study questions, each also found by its sentence) is right, `_study_vote_nostudysent` the same
-with the study questions found by their own words only.
+with the study questions found by their own words only, `_study_vote_typed` with the vote to the nearest answer of the
+kind the question asks for that it does not say (`AnswerRecall.study_vote_answers(typed=True)`, BENCHMARKS 5r).
 
 `--shares` (BENCHMARKS 5q) counts, per set, the held-out questions nearest a study question in that lookup, by the
 best trained question's score as a share of the best question's (`AnswerRecall.priors`' `trained_share`), with how
@@ -185,16 +186,17 @@ def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: l
 
 
 def study_vote_hits(questions: list[tuple], material: list[tuple], held: list[dict],
-                    study_sentences: list[str] | None) -> int:
+                    study_sentences: list[str] | None, typed: bool = False) -> int:
     """Held-out questions whose gold answer is the one recall's study vote goes to: the answer of the question
-    nearest among the trained and study questions (`AnswerRecall.priors`' `study_nats`)."""
+    nearest among the trained and study questions (`AnswerRecall.priors`' `study_nats`), no vote where the question
+    says it; with `typed`, the nearest answer of the asked kind that the question does not say (5r)."""
     from korquad_tune.metrics import score_one
-    from korquad_tune.retrieval import AnswerRecall
+    from korquad_tune.retrieval import AnswerRecall, _not_asked
     if not held or not material:
         return 0
-    lookup = AnswerRecall(questions, material, True, study_sentences).lookups[1]
-    first = [found[0] if found else "" for found in lookup.top_answers([r["question"] for r in held], 1)]
-    return int(sum(score_one(a, r["answers"])[0] for a, r in zip(first, held)))
+    texts = [r["question"] for r in held]
+    votes = AnswerRecall(questions, material, True, study_sentences).study_vote_answers(texts, typed)
+    return int(sum(score_one(a, r["answers"])[0] for a, r, text in zip(votes, held, texts) if _not_asked(text, [a])))
 
 
 SHARE_BANDS = ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01))
@@ -278,8 +280,11 @@ def main() -> None:
                                              **{"study_sentences": study_sentences(material_rows), **options})
                     counts[f"{name}_recall{args.recall}{label}_offered"] += hits
                     counts[f"{name}_recall{args.recall}{label}_candidates"] += size
-                for label, sentences in (("", study_sentences(material_rows)), ("_nostudysent", None)):
-                    counts[f"{name}_study_vote{label}"] += study_vote_hits(with_sentences, study, sets[name], sentences)
+                for label, sentences, typed in (("", study_sentences(material_rows), False),
+                                                ("_nostudysent", None, False),
+                                                ("_typed", study_sentences(material_rows), True)):
+                    counts[f"{name}_study_vote{label}"] += study_vote_hits(with_sentences, study, sets[name], sentences,
+                                                                           typed)
             if args.shares:
                 share_counts(with_sentences, study, sets[name], name, study_sentences(material_rows), counts)
             if name == "unseen":

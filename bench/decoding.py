@@ -18,7 +18,8 @@ offered answer scored whole and the most probable given, the nearest trained que
 (default `generate.RECALL_PRIOR`, 5; `decoding: recall` since session 20, 5g) and the answer of the question
 nearest among trained and study questions `-sX` nats ahead (default `generate.RECALL_STUDY_PRIOR`, 4 since session 30,
 0 before: BENCHMARKS 5m, 5o; `-s0` turns it off; `-tsX`: the trained vote only where the best trained question
-scores at least X of the best question once the study questions join, 5q; `-tv`: the study vote to the nearest
+scores at least X of the best question once the study questions join, 5q; default `generate.RECALL_TRAINED_SHARE`,
+0.5 since session 33, 5r; `-ts0`: always a vote, as before; `-tv`: the study vote to the nearest
 answer of the kind the question asks for that it does not say, and that answer offered, 5r), where `recall-K` is beam search with K beams over them, as
 before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
@@ -83,11 +84,11 @@ def add_study_sentences(run, folder: Path) -> None:
 def parse_mode(mode: str) -> dict:
     """"recall-2-k5-lp0-sentences" -> the `Systems` settings it names: decoding, beams, recall_k, length_penalty,
     recall_options (AnswerRecall.candidates' switches), recall_scored, recall_prior, recall_sentences."""
-    from korquad_tune.generate import RECALL_PRIOR, RECALL_STUDY_PRIOR
+    from korquad_tune.generate import RECALL_PRIOR, RECALL_STUDY_PRIOR, RECALL_TRAINED_SHARE
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
     beams, k, penalty, options, scored, prior, sentences = 1, 3, 1.0, {}, False, RECALL_PRIOR, True
-    study_prior, study_sentences, trained_share, typed_vote = RECALL_STUDY_PRIOR, True, 0.0, False
+    study_prior, study_sentences, trained_share, typed_vote = RECALL_STUDY_PRIOR, True, RECALL_TRAINED_SHARE, False
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}

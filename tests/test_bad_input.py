@@ -140,6 +140,14 @@ def test_user_fixes_a_wrong_data_path_and_reruns_into_the_same_folder(tmp_path):
     assert (tmp_path / "run" / "report.md").exists()
 
 
+def test_user_sets_a_trained_vote_share_outside_0_to_1(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"articles": 1, "eval": {"recall_trained_share": 50}}))
+    fails(["run", "--config", config, "--out", tmp_path / "run"], "run.yaml", "eval.recall_trained_share = 50",
+          "less than or equal to 1")
+    assert not (tmp_path / "run").exists()
+
+
 def test_user_leaves_a_bracket_open_in_a_run_config(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("articles: 1\nsystems: [retrieval, aug\n", encoding="utf-8")

@@ -16,7 +16,7 @@ from korquad_tune import KorquadTuneError
 from korquad_tune.config import DEFAULT_PRESET, AugmentConfig, StudyConfig
 from korquad_tune.evaluate import EVALUATE_SYSTEMS
 from korquad_tune.generate import (BATCH_SIZE, BEAMS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K, RECALL_PRIOR,
-                                   RECALL_STUDY_PRIOR)
+                                   RECALL_STUDY_PRIOR, RECALL_TRAINED_SHARE)
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 
@@ -46,6 +46,9 @@ RECALL_PRIOR_OPTION = typer.Option(RECALL_PRIOR, min=0, help="--decoding recall:
                                    "question's answer (0: the model alone chooses)")
 RECALL_STUDY_PRIOR_OPTION = typer.Option(RECALL_STUDY_PRIOR, min=0, help="--decoding recall: nats added to the "
                                          "answer of the question nearest among trained and study questions (0: none)")
+RECALL_TRAINED_SHARE_OPTION = typer.Option(RECALL_TRAINED_SHARE, min=0, max=1, help="--decoding recall: no trained "
+                                           "vote where the best trained question scores under this share of the "
+                                           "best study or trained question (0: always a vote)")
 
 
 @app.callback()
@@ -210,7 +213,8 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
         max_new_tokens: int = typer.Option(MAX_NEW_TOKENS, min=1, help="answer length budget in tokens"),
         batch_size: int = typer.Option(BATCH_SIZE, min=1, help="questions answered in one batch"),
         decoding: str = DECODING_OPTION, beams: int = BEAMS_OPTION, recall_k: int = RECALL_K_OPTION,
-        recall_prior: float = RECALL_PRIOR_OPTION, recall_study_prior: float = RECALL_STUDY_PRIOR_OPTION) -> None:
+        recall_prior: float = RECALL_PRIOR_OPTION, recall_study_prior: float = RECALL_STUDY_PRIOR_OPTION,
+        recall_trained_share: float = RECALL_TRAINED_SHARE_OPTION) -> None:
     """Answer one question, a file of questions (one a line), or questions typed at a prompt."""
     from korquad_tune.evaluate import Systems
     from korquad_tune.fileio import read_text
@@ -223,7 +227,8 @@ def ask(question: Optional[str] = typer.Argument(None, help="the question (omit 
             raise KorquadTuneError(f"{file}: no questions in the file (one question a line)")
     systems = Systems([adapter] if adapter else [], model, batch_size=batch_size, max_new_tokens=max_new_tokens,
                       template=template, decoding=decoding, beams=beams, recall_k=recall_k,
-                      recall_prior=recall_prior, recall_study_prior=recall_study_prior)
+                      recall_prior=recall_prior, recall_study_prior=recall_study_prior,
+                      recall_trained_share=recall_trained_share)
     use = adapter.name if adapter else "base"  # `--adapter X` means: answer with X
 
     def answers(texts: list[str], label: str | None = None) -> list[str]:
@@ -287,14 +292,16 @@ def evaluate(questions: Path = typer.Option(..., help="JSONL (id, question, answ
              rag_k: int = typer.Option(1, min=1, help="rag: paragraphs put into the prompt"),
              decoding: str = DECODING_OPTION, beams: int = BEAMS_OPTION,
              recall_k: int = RECALL_K_OPTION, recall_prior: float = RECALL_PRIOR_OPTION,
-             recall_study_prior: float = RECALL_STUDY_PRIOR_OPTION) -> None:
+             recall_study_prior: float = RECALL_STUDY_PRIOR_OPTION,
+             recall_trained_share: float = RECALL_TRAINED_SHARE_OPTION) -> None:
     """Answer a question file with one or more systems; write predictions, metrics (with 95% CIs), a table."""
     from korquad_tune.evaluate import evaluate_systems, print_table
     results = evaluate_systems(questions, out, model=model, adapters=adapter, systems=system,
                                train_run=train_run, predictions=predictions, base_url=base_url,
                                api_model=api_model, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                rag_k=rag_k, decoding=decoding, beams=beams, recall_k=recall_k,
-                               recall_prior=recall_prior, recall_study_prior=recall_study_prior)
+                               recall_prior=recall_prior, recall_study_prior=recall_study_prior,
+                               recall_trained_share=recall_trained_share)
     print_table(results, console, title=str(questions))
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from korquad_tune import KorquadTuneError
 from korquad_tune.fileio import read_text
 from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
-                                   RECALL_PRIOR, RECALL_STUDY_PRIOR)
+                                   RECALL_PRIOR, RECALL_STUDY_PRIOR, RECALL_TRAINED_SHARE)
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.models import DEFAULT_MODEL
 from korquad_tune.prompts import DEFAULT_TEMPLATE
@@ -162,6 +162,9 @@ class EvalConfig(BaseModel):
     recall_study_prior: float = Field(RECALL_STUDY_PRIOR, ge=0, description="decoding: recall: nats added to the "
                                       "score of the answer of the question nearest among trained and study "
                                       "questions (0: none)")
+    recall_trained_share: float = Field(RECALL_TRAINED_SHARE, ge=0, le=1, description="decoding: recall: no "
+                                        "trained vote where, once the study questions join, the best trained "
+                                        "question scores under this share of the best question (0: always a vote)")
 
 
 DEFAULT_PRESET = "cpu-default"

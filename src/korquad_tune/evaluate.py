@@ -16,7 +16,7 @@ from korquad_tune import KorquadTuneError
 from korquad_tune.data import load_questions
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
-                                   RECALL_PRIOR, RECALL_STUDY_PRIOR)
+                                   RECALL_PRIOR, RECALL_STUDY_PRIOR, RECALL_TRAINED_SHARE)
 from korquad_tune.prompts import DEFAULT_TEMPLATE
 from korquad_tune.fileio import iter_jsonl, read_json, write_json, write_jsonl
 from korquad_tune.metrics import score_one
@@ -142,7 +142,7 @@ class Systems:
                  api_model: str = DEFAULT_API_MODEL, base_url: str | None = None,
                  openai_cache: Path | None = None, template: str | None = None, decoding: str = DEFAULT_DECODING,
                  beams: int = BEAMS, recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR,
-                 recall_study_prior: float = RECALL_STUDY_PRIOR):
+                 recall_study_prior: float = RECALL_STUDY_PRIOR, recall_trained_share: float = RECALL_TRAINED_SHARE):
         self.adapters, self.model, self.template = [Path(a) for a in adapters], model, template
         if decoding not in DECODINGS:
             raise KorquadTuneError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
@@ -152,8 +152,8 @@ class Systems:
         self.recall_scored = True  # recall: every offered answer scored whole (False: beam search over them, as
         #                            before session 20; benches compare)
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
-        self.recall_trained_share = 0.0  # recall: the trained vote only where the best trained question scores at
-        # least this share of the best question once the study questions join (0: always; benches set it)
+        self.recall_trained_share = recall_trained_share  # recall: the trained vote only where the best trained
+        # question scores at least this share of the best question once the study questions join (0: always; 5q)
         self.recall_typed_vote = False  # recall: the study vote to the nearest answer of the asked kind not said
         #                                 in the question, and that answer offered (BENCHMARKS 5r; benches set it)
         self.recall_options: dict = {}  # AnswerRecall.candidates' switches (off; benches turn them on to compare)
@@ -231,7 +231,9 @@ class Systems:
                 if asked["study"] else ""
             ahead = f"the nearest trained question's answer {self.recall_prior:g} nats ahead" + (
                 f", the nearest study or trained question's {self.recall_study_prior:g}"
-                if asked["study"] and self.recall_study_prior else "")
+                if asked["study"] and self.recall_study_prior else "") + (
+                f"; no trained vote where the best trained question scores under {self.recall_trained_share:g} "
+                f"of the best one's" if asked["study"] and self.recall_trained_share else "")
             how = f"the most probable, scored whole ({ahead})," if self.recall_scored else \
                 f"beam search ({self.beams} beams) over"
             return (f"{how} of the answers of the {k} of its {len(asked['questions'])} trained questions most like "
@@ -325,7 +327,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
                      max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = BATCH_SIZE, rag_k: int = 1,
                      decoding: str = DEFAULT_DECODING, beams: int = BEAMS,
                      recall_k: int = RECALL_K, recall_prior: float = RECALL_PRIOR,
-                     recall_study_prior: float = RECALL_STUDY_PRIOR) -> dict[str, dict]:
+                     recall_study_prior: float = RECALL_STUDY_PRIOR,
+                     recall_trained_share: float = RECALL_TRAINED_SHARE) -> dict[str, dict]:
     """`korquad-tune evaluate`: every requested system on one question file, results under OUT/<system>/
     (`finetuned` = each --adapter, under its folder name)."""
     from korquad_tune.fileio import ensure_dir
@@ -342,7 +345,8 @@ def evaluate_systems(questions_file: str | Path, out: str | Path, model: str | N
         raise KorquadTuneError("system 'predictions' needs --predictions FILE")
     engine = Systems(adapters, model, train_run, batch_size, max_new_tokens, rag_k, api_model, base_url,
                      out / "openai" / "cache.jsonl", decoding=decoding, beams=beams, recall_k=recall_k,
-                     recall_prior=recall_prior, recall_study_prior=recall_study_prior)
+                     recall_prior=recall_prior, recall_study_prior=recall_study_prior,
+                     recall_trained_share=recall_trained_share)
     closed_book = [a.name for a in engine.adapters if a.name not in engine.readers]
     order = [n for s in systems for n in (closed_book if s == "finetuned" else [s])]
     metrics: dict[str, dict] = {}

@@ -211,7 +211,8 @@ def evaluate_run(run: RunDir, cfg: RunConfig, train_cfg, sets: dict[str, list[di
     systems = Systems([run.adapter(n) for n in names], train_cfg.model, run.root, cfg.eval.batch_size,
                       cfg.eval.max_new_tokens, cfg.eval.rag_k, decoding=cfg.eval.decoding, beams=cfg.eval.beams,
                       recall_k=cfg.eval.recall_k, recall_prior=cfg.eval.recall_prior,
-                      recall_study_prior=cfg.eval.recall_study_prior)
+                      recall_study_prior=cfg.eval.recall_study_prior,
+                      recall_trained_share=cfg.eval.recall_trained_share)
     for set_name, system in todo:
         t0 = time.time()
         answers = systems.answer(system, sets[set_name], f"{system} on {set_name}")

@@ -153,6 +153,10 @@ def test_a_name_and_its_kind_become_a_question_about_the_name():
     pairs = set(sentence_questions("경찰은 서울 경희대학교에서 성명 발표를 막았다.", ""))
     assert ("경찰이 성명 발표를 막은 곳은?", "서울 경희대학교") in pairs
     assert not any(a == "경희대학교" for _, a in pairs)  # 서울 names a place, not a kind of university
+    # a common noun before the kind is no name: not "…살해된 부대는?" -> 치안
+    pairs = set(sentence_questions("사나마인에서 20명의 사람들이 치안 부대에 살해되었다.", ""))
+    assert ("사나마인에서 20명의 사람들이 살해된 곳은?", "치안 부대") in pairs
+    assert not any(a == "치안" for _, a in pairs), pairs
 
 
 def test_cloze_questions_invent_nothing_and_never_leak_the_answer():

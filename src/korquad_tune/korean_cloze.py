@@ -637,9 +637,18 @@ def name_and_head(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | None
         if any(words[-1].endswith(h) and len(words[-1]) > len(h) for h in _PLACE_HEADS if len(h) > 1):
             return None  # "서울 경희대학교": the name says its own kind; 서울 is where, not what ("군함 초요마루")
         return words[-1], words[-2]
-    if kind_like and "NNP" not in last_word_tags and words[-1] not in _BOUNDARY_NOUNS:
+    if kind_like and "NNP" not in last_word_tags and words[-1] not in _BOUNDARY_NOUNS \
+            and _names_something(tokens, chunk, tokens[chunk.start].start + len(" ".join(words[:-1]))):
         return " ".join(words[:-1]), words[-1]
     return None
+
+
+def _names_something(tokens, chunk: Chunk, head_start: int) -> bool:
+    """The words before the kind hold a name, a number, a foreign word or a word Kiwi does not know (it reads
+    "아라랏" as a common noun, but not one of its own): "시나가와 해역", "아라랏 산" do; "치안 부대", "공식 페이지" and
+    "대규모 시위" do not (asking "…부대는?" for 치안 taught the adapter answers no person gives)."""
+    return any(t.tag in _SPECIFIC or getattr(t, "oov", False)  # `_tokens`' rebuilt names are NNP
+               for t in tokens[chunk.start:chunk.end] if t.start < head_start)
 
 
 CORE_WINDOW = 3  # words kept on each side of the wh-word

@@ -3,6 +3,7 @@ change to the `rules` study backend does, every other adapter kept (they do not 
 reader, which is kept as it was: its open-book rows are not what this compares).
 
     python bench/restudy.py runs/default runs/restudy-default [--out bench/results/restudy.json]
+    python bench/restudy.py runs/default runs/restudy-default --compare   # COPY made before: compare only
 
 Copies RUN to COPY without material.json, the passages adapter, its checkpoints and the evaluations, forgets the
 material's fingerprint in the copy's run_config.json (else `run` refuses material it did not make), and runs
@@ -65,10 +66,12 @@ def main() -> None:
     p.add_argument("run_dir")
     p.add_argument("copy_dir")
     p.add_argument("--out", default=None)
+    p.add_argument("--compare", action="store_true", help="COPY is trained and evaluated already: compare only")
     args = p.parse_args()
     src, dst = Path(args.run_dir), Path(args.copy_dir)
-    copy_without_material(src, dst)
-    run_pipeline(load_run_config(dst / "config.yaml"), dst)
+    if not args.compare:
+        copy_without_material(src, dst)
+        run_pipeline(load_run_config(dst / "config.yaml"), dst)
     material = json.loads((dst / "material.json").read_text(encoding="utf-8"))
     before = json.loads((src / "material.json").read_text(encoding="utf-8"))
     result = {"command": f"python bench/restudy.py {src} {dst}", "study_questions": [len(before["qa"]),

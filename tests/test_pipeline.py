@@ -39,6 +39,10 @@ def test_run_end_to_end_and_resume(tmp_path):
     assert res.exit_code == 0, res.output
     assert adapter.stat().st_mtime_ns == stamp  # finished stages were not redone
     assert "train aug" not in res.output
+    # the folder's own config.yaml (its run config, then the resolved training settings as a record) reruns it
+    res = runner.invoke(app, ["run", "--config", str(out / "config.yaml"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert adapter.stat().st_mtime_ns == stamp and "train aug" not in res.output
 
     # what the benches re-score a finished run from: its own settings and the sets it evaluated
     from korquad_tune.pipeline import finished_run_sets

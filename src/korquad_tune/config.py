@@ -210,12 +210,16 @@ def _yaml_problem(e) -> str:
     return " ".join(str(getattr(e, "problem", None) or e).split())
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, until: str | None = None) -> dict:
+    """A YAML file's mapping of settings; with `until`, only the text before that line (if the file holds it)."""
     path = Path(path)
     if not path.exists():
         raise KorquadTuneError(f"{path}: config file not found")
+    text = read_text(path)
+    if until is not None:
+        text = text.split(until, 1)[0]
     try:
-        data = yaml.safe_load(read_text(path)) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise KorquadTuneError(f"{path}: invalid YAML{_yaml_where(e)}: {_yaml_problem(e)}") from None
     if not isinstance(data, dict):
@@ -256,10 +260,20 @@ def load_train_config(preset: str | None = DEFAULT_PRESET, overrides: dict[str, 
         _validated(TrainConfig, data, source)
 
 
+# A run folder's config.yaml is its run config, then this line, then the training settings the preset resolved to
+# (a record): read as a run config, the part above the line is taken, so that file reruns that run.
+RESOLVED_TRAIN_HEADER = "# train (resolved preset + overrides)\n"
+
+
+def run_record(cfg: "RunConfig", train_cfg: BaseModel) -> str:
+    """The text of a run folder's config.yaml."""
+    return "# run\n" + dump_yaml(cfg) + RESOLVED_TRAIN_HEADER + dump_yaml(train_cfg)
+
+
 def load_run_config(path: str | Path | None) -> RunConfig:
     if path is None:
         return RunConfig()
-    data = load_yaml(path)
+    data = load_yaml(path, until=RESOLVED_TRAIN_HEADER)
     moved = [f"{k} -> augment.{k[8:]}" if k.startswith("augment_") else f"{k} -> eval.{k}" for k in data
              if k.startswith("augment_") or k in EvalConfig.model_fields]  # flat keys of older run configs
     if moved:

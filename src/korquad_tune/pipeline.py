@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.config import NO_RESULT_FIELDS, RunConfig, dump_yaml, load_train_config
+from korquad_tune.config import NO_RESULT_FIELDS, RunConfig, load_train_config, run_record
 from korquad_tune.evaluate import OPEN_BOOK
 from korquad_tune.fileio import atomic_write_text, read_json, write_json, write_jsonl
 from korquad_tune.rundir import RunDir
@@ -140,8 +140,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, fresh: bool = False, console=N
     run = RunDir(ensure_dir(out, "run folder (--out)"))
     stamp = _check_settings(run, cfg, train_cfg, fresh, console)
     timings = read_json(run.timings) if run.timings.exists() else {}
-    atomic_write_text(run.config, "# run\n" + dump_yaml(cfg) + "# train (resolved preset + overrides)\n"
-                      + dump_yaml(train_cfg))
+    atomic_write_text(run.config, run_record(cfg, train_cfg))
 
     @contextmanager
     def stage(name: str, key: str | None = None):

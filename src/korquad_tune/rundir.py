@@ -22,7 +22,8 @@ FILES = {
     "checkpoints": ("checkpoints", "train: resumable checkpoints per adapter"),
     "eval_root": ("eval", "evaluate: eval/<question set>/<system>/"),
     "stamp": ("run_config.json", "run: the settings and inputs this folder belongs to"),
-    "config": ("config.yaml", "run: the resolved run and training config"),
+    "config": ("config.yaml", "run: the run config (`run --config` it to rerun the run), then the resolved "
+                              "training settings"),
     "timings": ("timings.json", "run: seconds per stage"),
     "metrics": ("metrics.json", "report: every metric"),
     "report_md": ("report.md", "report: the report"),

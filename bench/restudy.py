@@ -10,8 +10,8 @@ material's fingerprint in the copy's run_config.json (else `run` refuses materia
 `korquad-tune run --config COPY/config.yaml --out COPY`: `study` writes the material anew, `train` makes the passages
 adapter from the kept `aug`, `evaluate` scores every system. Prints, per set, the passages adapter's right answers in
 RUN and in COPY and every question whose answer changed. RUN's own evaluations must use today's decoding settings
-for the comparison to be of the material alone (`korquad-tune run --out RUN` re-evaluates a folder whose `eval`
-settings changed).
+for the comparison to be of the material alone (`korquad-tune run --config RUN/config.yaml --out RUN` re-evaluates a
+folder whose `eval` settings changed, its adapters kept).
 """
 
 from __future__ import annotations

@@ -144,6 +144,24 @@ def test_a_clause_without_a_subject_is_asked_of_the_subject_of_the_clause_before
     assert not any(q.startswith("미야코 만 해전에서가") for q, _ in pairs)  # a place opens it, not who did it
 
 
+def test_a_clause_ending_in_eo_before_a_comma_is_asked_too():
+    """Kiwi reads the 어 of "…CM송으로 쓰여," as a sentence ending once the clause stands alone: the clause was dropped,
+    and with it "…제조사 SKY의 …" (dev 10-12)."""
+    pairs = set(sentence_questions("이 노래는 제조사 SKY의 CM송으로 쓰여, 모델들이 추는 춤의 배경음악으로 유행하였다.", ""))
+    assert ("이 노래는 제조사 SKY의 무엇으로 쓰이는가?", "CM송") in pairs
+    assert any(a == "배경음악" for _, a in pairs)  # the clause after the comma as before
+
+
+def test_a_hyphenated_name_is_one_answer():
+    pairs = set(sentence_questions("이에 대해 토마스 마이르-하팅 오스트리아 대사는 반박했다.", ""))
+    answers = {a for _, a in pairs}
+    assert "토마스 마이르-하팅 오스트리아 대사" in answers
+    assert not any(a.startswith("하팅") or a.endswith("-") or a == "토마스" for a in answers), answers  # not cut at "-"
+    pairs = set(sentence_questions("콜모고로프-스미르노프 검정을 이용하여 하늘을 세분했다.", ""))
+    assert ("무엇을 이용하여 하늘을 세분했는가?", "콜모고로프-스미르노프 검정") in pairs
+    assert not any(a == "스미르노프 검정" for _, a in pairs)
+
+
 def test_a_name_and_its_kind_become_a_question_about_the_name():
     pairs = set(sentence_questions("노아는 방주를 아라랏 산에 멈추게 했다.", "노아의 방주"))
     assert ("노아가 방주를 멈추게 한 곳은?", "아라랏 산") in pairs

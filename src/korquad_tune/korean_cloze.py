@@ -141,9 +141,13 @@ def _chunks(tokens) -> list[Chunk]:
                 i = end
                 continue
         j = i + 1
-        while j < len(tokens) and tokens[j].tag in _NOMINAL and _gap(tokens, j) <= 1 \
-                and not _is_boundary(tokens, j) and not (tokens[j].tag == "SN" and _gap(tokens, j) > 0
-                                                         and not _number_of_a_name(tokens, j)):
+        while j < len(tokens):
+            if _hyphen_joins(tokens, j):  # "마이르-하팅", "콜모고로프-스미르노프 검정", "KH-2": one name
+                j += 2
+                continue
+            if not (tokens[j].tag in _NOMINAL and _gap(tokens, j) <= 1 and not _is_boundary(tokens, j)
+                    and not (tokens[j].tag == "SN" and _gap(tokens, j) > 0 and not _number_of_a_name(tokens, j))):
+                break
             j += 1
         j = _through_former_title(tokens, j)
         out.append(Chunk(i, j, "noun"))
@@ -152,6 +156,13 @@ def _chunks(tokens) -> list[Chunk]:
             out.append(Chunk(i, j + 2, "noun"))  # a name with a number in it: 대포동 2호, 아폴로 11호
         i = j
     return out
+
+
+def _hyphen_joins(tokens, j: int) -> bool:
+    """Token j is a hyphen inside a word, between a name's pieces (not a range of numbers, "1950-1953년")."""
+    return tokens[j].tag == "SO" and tokens[j].form == "-" and j + 1 < len(tokens) \
+        and _gap(tokens, j) == 0 and _gap(tokens, j + 1) == 0 and tokens[j - 1].tag in ("NNP", "NNG", "SL", "SH") \
+        and tokens[j + 1].tag in ("NNP", "NNG", "SL", "SH", "SN")
 
 
 def _number_of_a_name(tokens, j: int) -> bool:
@@ -270,8 +281,8 @@ def person_apposition(tokens, chunk: Chunk, sentence: str) -> tuple[str, str] | 
             and not words[0].endswith(_PLACE_HEADS + ("당",)) \
             and tokens[chunk.end - 1].tag != "NNP" and not glued_name:  # not "명나라 태조 주원장", "민주당 …"
         n = 1  # name first, then the title; a Korean name is one word, a foreign one may be more (드미트리 메드베데프)
-        if not re.fullmatch(r"[가-힣]{3}", words[0]):
-            while n < len(words) - 1 and offsets[n] == {"NNP"}:
+        if not _korean_name(words[0]):  # 토마스, 제임스: three syllables, but no family name first
+            while n < len(words) - 1 and offsets[n] - {"SO"} == {"NNP"}:  # "마이르-하팅" is one word of the name
                 n += 1
         if re.fullmatch(r"[가-힣]{2,}", words[0]):
             return " ".join(words[:n]), " ".join(words[n:])
@@ -359,9 +370,11 @@ def _question_ending(text: str, tokens) -> tuple[int, str, str | None] | None:
     ef = len(tokens) - 1
     while ef >= 0 and tokens[ef].tag in ("SF", "SS", "SSC", "SW", "SP"):
         ef -= 1
-    if ef < 1 or not (tokens[ef].tag == "EF" and tokens[ef].form.endswith("다") or tokens[ef].tag == "EC"):
+    # Kiwi tags the 어 of a clause cut before its comma ("…CM송으로 쓰여, …") as a sentence ending: it links, like EC
+    linking = tokens[ef].tag == "EC" or (tokens[ef].tag == "EF" and tokens[ef].form in ("어", "아"))
+    if ef < 1 or not (tokens[ef].tag == "EF" and tokens[ef].form.endswith("다") or linking):
         return None
-    if tokens[ef].tag == "EC" and tokens[ef - 1].tag not in ("EP", "VV", "VA", "VCP", "XSV", "XSA", "VX", "VV-R",
+    if linking and tokens[ef - 1].tag not in ("EP", "VV", "VA", "VCP", "XSV", "XSA", "VX", "VV-R",
                                                               "VA-R", "VV-I", "VA-I", "VX-R", "VX-I"):
         return None
     first = ef

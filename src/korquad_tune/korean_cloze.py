@@ -370,12 +370,14 @@ def _question_ending(text: str, tokens) -> tuple[int, str, str | None] | None:
     ef = len(tokens) - 1
     while ef >= 0 and tokens[ef].tag in ("SF", "SS", "SSC", "SW", "SP"):
         ef -= 1
+    if ef < 1:
+        return None
     # Kiwi tags the 어 of a clause cut before its comma ("…CM송으로 쓰여, …") as a sentence ending: it links, like EC
     linking = tokens[ef].tag == "EC" or (tokens[ef].tag == "EF" and tokens[ef].form in ("어", "아"))
-    if ef < 1 or not (tokens[ef].tag == "EF" and tokens[ef].form.endswith("다") or linking):
+    if not (tokens[ef].tag == "EF" and tokens[ef].form.endswith("다") or linking):
         return None
-    if linking and tokens[ef - 1].tag not in ("EP", "VV", "VA", "VCP", "XSV", "XSA", "VX", "VV-R",
-                                                              "VA-R", "VV-I", "VA-I", "VX-R", "VX-I"):
+    if linking and tokens[ef - 1].tag not in ("EP", "VV", "VA", "VCP", "XSV", "XSA", "VX", "VV-R", "VA-R", "VV-I",
+                                              "VA-I", "VX-R", "VX-I"):
         return None
     first = ef
     while first > 0 and _gap(tokens, first) <= 0:

@@ -146,7 +146,7 @@ def test_a_clause_without_a_subject_is_asked_of_the_subject_of_the_clause_before
 
 def test_a_clause_ending_in_eo_before_a_comma_is_asked_too():
     """Kiwi reads the 어 of "…CM송으로 쓰여," as a sentence ending once the clause stands alone: the clause was dropped,
-    and with it "…제조사 SKY의 …" (dev 10-12)."""
+    and with it "…제조사 SKY의 …" (dev 28, 푸시캣 돌스)."""
     pairs = set(sentence_questions("이 노래는 제조사 SKY의 CM송으로 쓰여, 모델들이 추는 춤의 배경음악으로 유행하였다.", ""))
     assert ("이 노래는 제조사 SKY의 무엇으로 쓰이는가?", "CM송") in pairs
     assert any(a == "배경음악" for _, a in pairs)  # the clause after the comma as before

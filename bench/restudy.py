@@ -4,6 +4,7 @@ reader, which is kept as it was: its open-book rows are not what this compares).
 
     python bench/restudy.py runs/default runs/restudy-default [--out bench/results/restudy.json]
     python bench/restudy.py runs/default runs/restudy-default --compare   # COPY made before: compare only
+    python bench/restudy.py runs/default runs/restudy-default --material-only  # today's material vs RUN's, no training
 
 Copies RUN to COPY without material.json, the passages adapter, its checkpoints and the evaluations, forgets the
 material's fingerprint in the copy's run_config.json (else `run` refuses material it did not make), and runs
@@ -58,6 +59,12 @@ def compare(before: Path, after: Path) -> dict:
     return out
 
 
+def material_change(before: dict, after: dict) -> dict:
+    """How many (question, answer) pairs of the study material are new and gone."""
+    old, new = ({(x["question"], x["answer"]) for x in m["qa"]} for m in (before, after))
+    return {"new": len(new - old), "gone": len(old - new)}
+
+
 def main() -> None:
     from korquad_tune.config import load_run_config
     from korquad_tune.pipeline import run_pipeline
@@ -67,15 +74,26 @@ def main() -> None:
     p.add_argument("copy_dir")
     p.add_argument("--out", default=None)
     p.add_argument("--compare", action="store_true", help="COPY is trained and evaluated already: compare only")
+    p.add_argument("--material-only", action="store_true",
+                   help="write today's material into COPY and count what changed; train nothing (no change: no need)")
     args = p.parse_args()
     src, dst = Path(args.run_dir), Path(args.copy_dir)
-    if not args.compare:
+    if args.material_only:
+        from korquad_tune.passages import study
+        copy_without_material(src, dst)
+        study(dst, **load_run_config(dst / "config.yaml").study.model_dump())
+    elif not args.compare:
         copy_without_material(src, dst)
         run_pipeline(load_run_config(dst / "config.yaml"), dst)
     material = json.loads((dst / "material.json").read_text(encoding="utf-8"))
     before = json.loads((src / "material.json").read_text(encoding="utf-8"))
+    change = material_change(before, material)
+    print(f"study questions: {len(before['qa'])} -> {len(material['qa'])} ({change['new']} new, {change['gone']} gone)")
+    if args.material_only:
+        return
     result = {"command": f"python bench/restudy.py {src} {dst}", "study_questions": [len(before["qa"]),
                                                                                          len(material["qa"])],
+              "study_questions_changed": change,
               "train_seconds": json.loads((dst / "timings.json").read_text()).get("train passages"),
               "sets": compare(src, dst)}
     for set_name, r in result["sets"].items():

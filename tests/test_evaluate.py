@@ -146,6 +146,9 @@ def test_answer_recall_offers_answers_of_the_kind_the_question_asks():
     assert asked_type("언제나 볼 수 있어야 하는 것은 누구인가?")[0]("2008년") is False
     assert asked_type("차범근이 태어난 해는?")[0]("1953년") and not asked_type("차범근이 만난 사람은?")[0]("2008년")
     assert asked_type("몇 명이 모인 곳은?")[0]("알레포") and not asked_type("몇 가지 … 무엇에 반한다고 말했나?")
+    number = asked_type("종편 방송법이 국회를 통과한 날은 언제인가?")[0]  # a name is no number for its first syllable
+    assert not any(map(number, ["한나라당", "이명박", "천안함", "세계일보", "만주"]))
+    assert all(map(number, ["한척", "두칸", "열두 살", "첫째", "수십 명", "만여 명", "이십일 년", "2009년 7월 22일"]))
 
 
 def test_answer_recall_skip_said_takes_the_next_study_answer_in_place_of_one_the_question_says():

@@ -19,7 +19,8 @@ offered answer scored whole and the most probable given, the nearest trained que
 nearest among trained and study questions `-sX` nats ahead (default `generate.RECALL_STUDY_PRIOR`, 4 since session 30,
 0 before: BENCHMARKS 5m, 5o; `-s0` turns it off; `-tsX`: the trained vote only where the best trained question
 scores at least X of the best question once the study questions join, 5q; default `generate.RECALL_TRAINED_SHARE`,
-0.5 since session 33, 5r; `-ts0`: always a vote, as before; `-tv`: the study vote to the nearest
+0.5 since session 33, 5r; `-ts0`: always a vote, as before; `-sv`: the study vote to the answer, among those asked in the
+nearest study question's sentence, that the question's words stand nearest to, and that answer offered (2v); `-tv`: the study vote to the nearest
 answer of the kind the question asks for that it does not say, and that answer offered, 5r), where `recall-K` is beam search with K beams over them, as
 before); `lookup` is the
 `retrieval` system (BM25 over the training questions, no model) for comparison; `-lpX` divides beam scores by
@@ -88,7 +89,7 @@ def parse_mode(mode: str) -> dict:
     decoding, *rest = mode.split("-")
     decoding = "free" if decoding == "lookup" else decoding  # not used: the retrieval system answers
     beams, k, penalty, options, scored, prior, sentences = 1, 3, 1.0, {}, False, RECALL_PRIOR, True
-    study_prior, study_sentences, trained_share, typed_vote = RECALL_STUDY_PRIOR, True, RECALL_TRAINED_SHARE, False
+    study_prior, study_sentences, trained_share, vote = RECALL_STUDY_PRIOR, True, RECALL_TRAINED_SHARE, "nearest"
     for part in rest:
         if part == "sentences":  # AnswerRecall's switches (off by default): the nearest study questions' sentences
             options = {**options, "same_sentence": True, "drop_asked": True}
@@ -113,7 +114,9 @@ def parse_mode(mode: str) -> dict:
         elif part.startswith("s") and part[1:].replace(".", "", 1).isdigit():
             study_prior = float(part[1:])
         elif part == "tv":  # the study vote to the nearest answer of the asked kind the question does not say (5r)
-            typed_vote = True
+            vote = "typed"
+        elif part == "sv":  # the study vote to the answer of the nearest study sentence the question's words surround (2v)
+            vote = "slot"
         elif part.startswith("ts") and part[2:].replace(".", "", 1).isdigit():
             trained_share = float(part[2:])
         elif part.startswith("lp"):
@@ -125,7 +128,7 @@ def parse_mode(mode: str) -> dict:
     return {"decoding": decoding, "beams": beams, "recall_k": k, "length_penalty": penalty,
             "recall_options": options, "recall_scored": scored, "recall_prior": prior, "recall_sentences": sentences,
             "recall_study_prior": study_prior, "recall_study_sentences": study_sentences,
-            "recall_trained_share": trained_share, "recall_typed_vote": typed_vote}
+            "recall_trained_share": trained_share, "recall_vote": vote}
 
 
 def main() -> None:

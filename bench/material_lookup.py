@@ -29,7 +29,9 @@ questions found by their own words only, not also by their sentence (before sess
 answers were offered in all; `_study_vote` how often the answer the study vote goes to (that of the question nearest
 among trained and study questions, each also found by its sentence) is right, `_study_vote_nostudysent` the same
 with the study questions found by their own words only, `_study_vote_typed` with the vote to the nearest answer of the
-kind the question asks for that it does not say (`AnswerRecall.study_vote_answers(typed=True)`, BENCHMARKS 5r).
+kind the question asks for that it does not say (`AnswerRecall.study_vote_answers(texts, "typed")`, BENCHMARKS 5r),
+`_study_vote_slot` with the vote to the answer of the nearest study question's sentence that the question's words
+stand nearest to (`"slot"`, BENCHMARKS 2v).
 
 `--shares` (BENCHMARKS 5q) counts, per set, the held-out questions nearest a study question in that lookup, by the
 best trained question's score as a share of the best question's (`AnswerRecall.priors`' `trained_share`), with how
@@ -186,16 +188,16 @@ def recall_hits(questions: list[tuple[str, str]], material: list[tuple], held: l
 
 
 def study_vote_hits(questions: list[tuple], material: list[tuple], held: list[dict],
-                    study_sentences: list[str] | None, typed: bool = False) -> int:
+                    study_sentences: list[str] | None, vote: str = "nearest") -> int:
     """Held-out questions whose gold answer is the one recall's study vote goes to: the answer of the question
     nearest among the trained and study questions (`AnswerRecall.priors`' `study_nats`), no vote where the question
-    says it; with `typed`, the nearest answer of the asked kind that the question does not say (5r)."""
+    says it; `vote`: which answer the vote goes to (`retrieval.VOTES`: "typed" 5r, "slot" 2v)."""
     from korquad_tune.metrics import score_one
     from korquad_tune.retrieval import AnswerRecall, _not_asked
     if not held or not material:
         return 0
     texts = [r["question"] for r in held]
-    votes = AnswerRecall(questions, material, True, study_sentences).study_vote_answers(texts, typed)
+    votes = AnswerRecall(questions, material, True, study_sentences).study_vote_answers(texts, vote)
     return int(sum(score_one(a, r["answers"])[0] for a, r, text in zip(votes, held, texts) if _not_asked(text, [a])))
 
 
@@ -280,11 +282,12 @@ def main() -> None:
                                              **{"study_sentences": study_sentences(material_rows), **options})
                     counts[f"{name}_recall{args.recall}{label}_offered"] += hits
                     counts[f"{name}_recall{args.recall}{label}_candidates"] += size
-                for label, sentences, typed in (("", study_sentences(material_rows), False),
-                                                ("_nostudysent", None, False),
-                                                ("_typed", study_sentences(material_rows), True)):
+                for label, sentences, vote in (("", study_sentences(material_rows), "nearest"),
+                                               ("_nostudysent", None, "nearest"),
+                                               ("_typed", study_sentences(material_rows), "typed"),
+                                               ("_slot", study_sentences(material_rows), "slot")):
                     counts[f"{name}_study_vote{label}"] += study_vote_hits(with_sentences, study, sets[name], sentences,
-                                                                           typed)
+                                                                           vote)
             if args.shares:
                 share_counts(with_sentences, study, sets[name], name, study_sentences(material_rows), counts)
             if name == "unseen":

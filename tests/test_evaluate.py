@@ -231,7 +231,7 @@ def test_answer_recall_trained_vote_can_be_left_out_where_a_study_question_is_fa
 
 
 def test_answer_recall_typed_study_vote_passes_over_an_answer_the_question_says_or_of_another_kind():
-    """`typed_vote`: the nearest study question is one made from the same sentence for another of its facts, whose
+    """`vote="typed"`: the nearest study question is one made from the same sentence for another of its facts, whose
     answer the asker names (하나님) or whose kind the wh-word rules out (a year for 누구); the vote goes to the
     nearest answer left, which is then offered (BENCHMARKS 5r)."""
     from korquad_tune.retrieval import AnswerRecall
@@ -242,9 +242,9 @@ def test_answer_recall_typed_study_vote_passes_over_an_answer_the_question_says_
     asked = ["하나님의 명령대로 배를 만들고 가족과 동물들을 배에 태운 사람은 누구인가?"]
     assert recall.study_vote_answers(asked) == ["하나님"]  # said by the question: no vote at all before
     assert recall.priors(asked, 5.0, 4.0) == [{"300 규빗": 5.0}]
-    assert recall.study_vote_answers(asked, typed=True) == ["노아"]
-    assert recall.priors(asked, 5.0, 4.0, typed_vote=True) == [{"300 규빗": 5.0, "노아": 4.0}]
-    assert "노아" in recall.candidates(asked, 1, typed_vote=True)[0]
+    assert recall.study_vote_answers(asked, "typed") == ["노아"]
+    assert recall.priors(asked, 5.0, 4.0, vote="typed") == [{"300 규빗": 5.0, "노아": 4.0}]
+    assert "노아" in recall.candidates(asked, 1, vote="typed")[0]
     assert "노아" not in recall.candidates(asked, 1)[0]
 
 
@@ -396,3 +396,36 @@ def test_decoding_recall_answers_with_an_answer_of_the_nearest_trained_questions
     (adapter / "questions.json").write_text('{"questions": [["q", "a"]], "sentences": "one"}', encoding="utf-8")
     res = runner.invoke(app, ["ask", "누구?", "--adapter", str(adapter)])
     assert res.exit_code == 2 and "'sentences' should be a list" in res.output.replace("\n", "")
+
+
+def test_answer_recall_slot_vote_takes_the_answer_the_question_words_surround_in_the_nearest_sentence():
+    """`vote="slot"`: the cloze questions of one sentence share nearly all its words, so the nearest of them is often
+    one asking another of its facts; the slot vote reads the sentence and takes the answer the asked question's words
+    stand nearest to (고비 사막 beside 북동쪽 … 치롄 산맥), less one whose words the question says (대전지방법원, not
+    대전지방법원 판사, for "…판사로 임관하여 재직한 곳은?"), and offers it (BENCHMARKS 2v)."""
+    from korquad_tune.retrieval import AnswerRecall
+    tibet = "티베트 고원의 북서부 지역은 타림 분지와 경계를 이루는 쿤룬 산맥에, 북동쪽은 고비 사막과 경계를 이루는 치롄 산맥과 맞닿는다."
+    judge = "김이수는 1982년 대전지방법원 판사로 임관하여 재직하였다."
+    study = [("티베트 고원의 북서부 지역은 무엇과 경계를 이루는 쿤룬 산맥에, 북동쪽은 고비 사막과 경계를 이루는 치롄 산맥과 맞닿는가?",
+              "타림 분지", 0),
+             ("티베트 고원의 북서부 지역은 타림 분지와 경계를 이루는 쿤룬 산맥에, 북동쪽은 무엇과 경계를 이루는 치롄 산맥과 맞닿는가?",
+              "고비 사막", 0),
+             ("김이수는 1982년 무엇으로 임관하여 재직하였는가?", "대전지방법원 판사", 1),
+             ("김이수는 1982년 어디의 판사로 임관하여 재직하였는가?", "대전지방법원", 1),
+             ("김이수는 몇 년에 대전지방법원 판사로 임관하였는가?", "1982년", 1),
+             ("티베트 고원은 평균 해발 고도가 얼마인 지역인가?", "4,500m", 2), ("티베트 고원의 대부분은 중국의 어디에 속한 지역인가?",
+                                                               "시짱 자치구", 3)]
+    # the words a paragraph repeats (티베트, 고원, 지역) weigh less than the ones only this sentence has (북동, 치롄)
+    others = ["티베트 고원은 평균 해발 고도가 4,500m인 지역이다.", "티베트 고원의 대부분은 중국의 시짱 자치구에 속한 지역이다."]
+    recall = AnswerRecall([("티베트 고원의 면적은?", "250만 km2")], study, True, [tibet, judge, *others])
+    asked = ["티베트 고원의 북동쪽 치롄 산맥 너머에 있는 지역은?", "김이수가 판사로 임관하여 재직한 곳은?"]
+    assert recall.study_vote_answers(asked) == ["타림 분지", "대전지방법원"]
+    assert recall.study_vote_answers(asked, "slot") == ["고비 사막", "대전지방법원"]
+    assert recall._slot_answer(asked[1], 1 + 2, "") == "대전지방법원"  # had "…무엇으로 임관…?" (판사) been nearest
+    assert recall.priors(asked, 5.0, 4.0, vote="slot") == [{"250만 km2": 5.0, "고비 사막": 4.0}, {"250만 km2": 5.0,
+                                                                                                "대전지방법원": 4.0}]
+    assert all(vote in offered for vote, offered in zip(["고비 사막", "대전지방법원"],
+                                                         recall.candidates(asked, 1, vote="slot")))
+    # no study sentence to read: the nearest question's answer, as before
+    unread = AnswerRecall([("티베트 고원의 면적은?", "250만 km2")], study)
+    assert unread.study_vote_answers(asked, "slot") == unread.study_vote_answers(asked) == ["타림 분지", "대전지방법원"]

@@ -154,8 +154,8 @@ class Systems:
         self.length_penalty = 1.0  # beam scores are log-prob sums / length**this (transformers' default); benches vary it
         self.recall_trained_share = recall_trained_share  # recall: the trained vote only where the best trained
         # question scores at least this share of the best question once the study questions join (0: always; 5q)
-        self.recall_typed_vote = False  # recall: the study vote to the nearest answer of the asked kind not said
-        #                                 in the question, and that answer offered (BENCHMARKS 5r; benches set it)
+        self.recall_vote = "nearest"  # recall: which answer the study vote goes to (`retrieval.VOTES`: the nearest
+        #                               question's; "typed", 5r; "slot", 2v), offered where it is not
         self.recall_options: dict = {}  # AnswerRecall.candidates' switches (off; benches turn them on to compare)
         self.recall_sentences = True  # trained questions found by their answer's sentence too (benches turn it off)
         self.recall_study_sentences = True  # study questions found by their sentence too (benches turn it off)
@@ -275,12 +275,12 @@ class Systems:
             [get_template(self.template).prompt(q, self.tokenizer) for q in texts]
         answers = self._learned_for(adapter, contexts is not None)
         recall = self._recall_for(adapter, contexts is not None)
-        per_prompt = recall.candidates(texts, self.recall_k, typed_vote=self.recall_typed_vote,
+        per_prompt = recall.candidates(texts, self.recall_k, vote=self.recall_vote,
                                        **self.recall_options) if recall else None
         with context, _progress(label, len(texts)) as advance:
             if per_prompt is not None and self.recall_scored:
                 priors = recall.priors(texts, self.recall_prior, self.recall_study_prior, self.recall_trained_share,
-                                       self.recall_typed_vote)
+                                       self.recall_vote)
                 return most_probable_answers(self.lm, self.tokenizer, prompts, per_prompt, priors, progress=advance)
             return generate_from_prompts(self.lm, self.tokenizer, prompts, self.batch_size, budget, advance,
                                          answers=answers, num_beams=self.beams if answers or per_prompt else 1,

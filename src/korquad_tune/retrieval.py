@@ -6,7 +6,9 @@ It is the floor a fine-tuned model has to beat to be worth training.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -205,6 +207,12 @@ def of_another_kind(question: str, answer: str) -> bool:
     return bool(rules) and not any(fits(answer) for fits in rules)
 
 
+# The study vote's answer (`AnswerRecall.study_vote_answers`): the nearest study question's, the nearest of the asked
+# kind not said (5r), or the one the question's words stand nearest in the nearest study question's sentence (2v).
+VOTES = ("nearest", "typed", "slot")
+SLOT_REACH = 30  # characters: a question word this far from an answer counts half
+
+
 class AnswerRecall:
     """The answers a closed-book adapter may give to a question under `decoding: recall`: those of the `k` trained
     questions most like it (BM25 over the questions and their rewordings), and of the `k` most like it once the
@@ -234,6 +242,9 @@ class AnswerRecall:
         self.kind_exceptions = frozenset(a for q, a in pairs if of_another_kind(q, a))
         self.sentence_of: dict[int, int] = {}  # row of the second lookup -> its study question's sentence
         self.sentence_answers: dict[int, list[str]] = {}
+        self.study_sentences = list(study_sentences or [])  # what the slot vote reads (`vote="slot"`)
+        self._slot_words: dict[int, list[tuple[str, int, int]]] = {}
+        self._sentence_idf: dict[str, float] | None = None
         if study:
             study_contexts = None
             if sentences and study_sentences:
@@ -248,7 +259,7 @@ class AnswerRecall:
 
     def candidates(self, texts: list[str], k: int, same_sentence: bool = False, drop_asked: bool = False,
                    trained_spans: bool = True, typed: bool = True, skip_said: bool = False,
-                   kind_exceptions: bool = True, typed_vote: bool = False) -> list[list[str]]:
+                   kind_exceptions: bool = True, vote: str = "nearest") -> list[list[str]]:
         """Each text's candidate answers: the nearest trained questions' first, then the study side's. With
         `trained_spans` (on) no study answer that is a wider or narrower span of a nearest trained answer ("아펜젤러"
         beside "아펜젤러 선교사", "K리그 팀 울산 현대" beside "울산 현대"): where a person chose the span of that thing,
@@ -257,8 +268,8 @@ class AnswerRecall:
         (`asked_type`: for "몇 회" "제11회", not "1970년"; for 누구 no "2008년"; BENCHMARKS 5f), and of a year and a
         date from it, the one it asks for (`of_asked_date_precision`: "…해는?" 1984년, "언제…?" 1984년 5월 19일). An answer
         a trained question asking for another kind was given ("…얼마의 득표가 필요한가?" -> 과반) passes the kind rule,
-        unless `kind_exceptions` is off (as before session 31). With `typed_vote` the answer `study_vote_answers`
-        gives with `typed` is offered too (the vote goes to it: BENCHMARKS 5r)."""
+        unless `kind_exceptions` is off (as before session 31). With `vote` "typed" or "slot" the answer
+        `study_vote_answers` gives for it is offered too (the vote goes to it: BENCHMARKS 5r, 2v)."""
         nearest = self.lookups[0].top_answers(texts, k)
         studied = [lookup.top_answers(texts, k, skip_said) for lookup in self.lookups[1:]]
         if same_sentence and self.sentence_of:
@@ -273,32 +284,80 @@ class AnswerRecall:
                 exceptions = self.kind_exceptions if kind_exceptions else frozenset()
                 offered = of_asked_date_precision(text, of_asked_type(text, offered, exceptions))
             out.append(offered)
-        if typed_vote and len(self.lookups) > 1:
-            for offered, vote, trained in zip(out, self.study_vote_answers(texts, typed=True), nearest):
-                if vote and vote not in offered and not any(_overlapping(vote, a) for a in trained):
-                    offered.append(vote)
+        if vote != "nearest" and len(self.lookups) > 1:
+            for offered, voted, trained in zip(out, self.study_vote_answers(texts, vote), nearest):
+                if voted and voted not in offered and not any(_overlapping(voted, a) for a in trained):
+                    offered.append(voted)
         return out
 
-    def study_vote_answers(self, texts: list[str], typed: bool = False) -> list[str]:
-        """Each text's answer for the study vote: that of the question nearest once the study questions join. With
-        `typed`, the nearest answer there that the text does not say and that is of the kind it asks for (as
-        `candidates` keeps them): the nearest study question is often one made from the same sentence for another of
-        its facts, whose answer the asker names or whose kind the wh-word rules out (BENCHMARKS 5r)."""
+    def study_vote_answers(self, texts: list[str], vote: str = "nearest") -> list[str]:
+        """Each text's answer for the study vote. `nearest`: that of the question nearest once the study questions
+        join. The nearest study question is often one made from the same sentence for another of its facts, whose
+        answer the asker names or whose kind the wh-word rules out; so `typed`: the nearest answer there that the
+        text does not say and that is of the kind it asks for (as `candidates` keeps them; BENCHMARKS 5r); `slot`:
+        of the answers asked in the nearest study question's sentence that the text does not say and that are of
+        its kind, the one the text's words stand nearest to in that sentence (`_slot_answer`; BENCHMARKS 2v)."""
+        if vote not in VOTES:
+            raise ValueError(f"unknown study vote {vote!r}; one of {', '.join(VOTES)}")
         lookup = self.lookups[1]
-        if not typed:
+        if vote == "nearest":
             return [found[0] if found else "" for found in lookup.top_answers(texts, 1)]
+        if vote == "slot":
+            return [self._slot_answer(text, row[0], fallback) if row else fallback
+                    for text, row, fallback in zip(texts, lookup.ranked(texts, 1), self.study_vote_answers(texts))]
         out = []
         for text, found in zip(texts, lookup.top_answers(texts, 10)):
-            kept = of_asked_date_precision(text, of_asked_type(text, _not_asked(text, found), self.kind_exceptions))
+            kept = self._of_asked_kind(text, found)
             out.append(kept[0] if kept else "")
         return out
+
+    def _of_asked_kind(self, text: str, answers: list[str]) -> list[str]:
+        return of_asked_date_precision(text, of_asked_type(text, _not_asked(text, answers), self.kind_exceptions))
+
+    def _slot_answer(self, text: str, row: int, fallback: str) -> str:
+        """Where the question nearest `text` is a study question, the answer of its sentence that fills the slot
+        `text` asks about: each answer asked there (not said by `text`, of its kind) scores the idf of every word
+        of `text` the sentence has outside the answer, weighted 1 / (1 + distance / SLOT_REACH characters), less
+        the idf of the answer's own words `text` says ("…판사로 임관하여 재직했던 법원" asks 대전지방법원, not
+        대전지방법원 판사). A person asks about one fact of a sentence in the words around it; the cloze questions of
+        the other facts of the same sentence share nearly all of those words with it, so BM25 alone cannot tell
+        them apart. `fallback` where the nearest question is a trained one or no answer is left."""
+        number = self.sentence_of.get(row)
+        if number is None or number >= len(self.study_sentences):
+            return fallback
+        sentence = self.study_sentences[number]
+        asked = set(morphemes(text))
+        idf = self._idf()
+        words = self._slot_words.setdefault(number, [
+            (t.form.lower(), t.start, t.start + t.len) for t in _kiwi().tokenize(sentence)
+            if t.tag.startswith(_CONTENT_TAG_PREFIXES)])
+        best, best_score = fallback, float("-inf")
+        for answer in self._of_asked_kind(text, list(dict.fromkeys(self.sentence_answers[number]))):
+            start = sentence.find(answer)
+            if start < 0:
+                continue
+            end = start + len(answer)
+            near = sum(idf.get(form, 1.0) / (1 + (start - w_end if w_end <= start else w_start - end) / SLOT_REACH)
+                       for form, w_start, w_end in words if form in asked and (w_end <= start or w_start >= end))
+            said = sum(idf.get(form, 1.0) for form in set(morphemes(answer)) if form in asked)
+            if near - said > best_score:
+                best, best_score = answer, near - said
+        return best
+
+    def _idf(self) -> dict[str, float]:
+        """log(1 + N / df) of each content word over the study sentences (N of them)."""
+        if self._sentence_idf is None:
+            df = Counter(word for s in self.study_sentences for word in set(morphemes(s)))
+            n = len(self.study_sentences)
+            self._sentence_idf = {word: math.log(1 + n / count) for word, count in df.items()}
+        return self._sentence_idf
 
     def nearest_answers(self, texts: list[str]) -> list[str]:
         """Each text's most likely answer by lookup alone: that of the trained question most like it."""
         return [found[0] if found else "" for found in self.lookups[0].top_answers(texts, 1)]
 
     def priors(self, texts: list[str], nats: float, study_nats: float = 0.0,
-               trained_share: float = 0.0, typed_vote: bool = False) -> list[dict[str, float]]:
+               trained_share: float = 0.0, vote: str = "nearest") -> list[dict[str, float]]:
         """Each text's answer priors for `decoding: recall`: `nats` for the nearest trained question's answer (a
         person asking nearly what a trained question asks mostly wants its answer), and `study_nats` for the answer
         of the question nearest once the study questions join them (a question about a fact no trained question
@@ -306,14 +365,14 @@ class AnswerRecall:
         an answer the text already says ("앤 룰이 집필한 … 전기 제목은?" does not ask for 앤 룰). With
         `trained_share`, the trained vote is left out where, once the study questions join, the best trained question
         scores under that share of the best question: the text is far nearer a fact no trained question asks. With
-        `typed_vote`, the study vote goes to `study_vote_answers(typed=True)`."""
+        `vote`, the study vote goes to `study_vote_answers(texts, vote)`."""
         trained = self.nearest_answers(texts)
         if trained_share and len(self.lookups) > 1:
             shares = self.lookups[1].best_score_shares(texts, len(self.lookups[0].questions))
             trained = [a if share >= trained_share else "" for a, share in zip(trained, shares)]
         votes = [(nats, trained)]
         if study_nats and len(self.lookups) > 1:
-            votes.append((study_nats, self.study_vote_answers(texts, typed_vote)))
+            votes.append((study_nats, self.study_vote_answers(texts, vote)))
         out = [{} for _ in texts]
         for weight, nearest in votes:
             for prior, text, a in zip(out, texts, nearest):

@@ -318,7 +318,7 @@ class AnswerRecall:
         """Where the question nearest `text` is a study question, the answer of its sentence that fills the slot
         `text` asks about: each answer asked there (not said by `text`, of its kind) scores the idf of every word
         of `text` the sentence has outside the answer, weighted 1 / (1 + distance / SLOT_REACH characters), less
-        the idf of the answer's own words `text` says ("…판사로 임관하여 재직했던 법원" asks 대전지방법원, not
+        the idf of the answer's own words `text` says ("…판사로 임관하여 재직한 곳" asks 대전지방법원, not
         대전지방법원 판사). A person asks about one fact of a sentence in the words around it; the cloze questions of
         the other facts of the same sentence share nearly all of those words with it, so BM25 alone cannot tell
         them apart. `fallback` where the nearest question is a trained one or no answer is left."""
@@ -328,9 +328,10 @@ class AnswerRecall:
         sentence = self.study_sentences[number]
         asked = set(morphemes(text))
         idf = self._idf()
-        words = self._slot_words.setdefault(number, [
-            (t.form.lower(), t.start, t.start + t.len) for t in _kiwi().tokenize(sentence)
-            if t.tag.startswith(_CONTENT_TAG_PREFIXES)])
+        if number not in self._slot_words:
+            self._slot_words[number] = [(t.form.lower(), t.start, t.start + t.len) for t in _kiwi().tokenize(sentence)
+                                        if t.tag.startswith(_CONTENT_TAG_PREFIXES)]
+        words = self._slot_words[number]
         best, best_score = fallback, float("-inf")
         for answer in self._of_asked_kind(text, list(dict.fromkeys(self.sentence_answers[number]))):
             start = sentence.find(answer)

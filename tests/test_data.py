@@ -95,3 +95,15 @@ def test_parse_error_is_a_korquad_tune_error(tmp_path):
     p.write_text("[1, 2]")
     with pytest.raises(KorquadTuneError):
         parse_squad(p)
+
+
+def test_a_file_saved_with_decomposed_hangul_reads_as_the_composed_one(tmp_path):
+    """macOS may save Hangul decomposed (NFD: 임 as ㅇ ㅣ ㅁ); it looks the same but Kiwi, BM25 and the study rules
+    read jamo, and the study stage made no question from such a paragraph. `prepare` composes every text (NFC)."""
+    import unicodedata
+    doc = {"version": "v", "data": json.loads(gzip.decompress(shipped_dev_path().read_bytes()))["data"][:1]}
+    decomposed = json.loads(unicodedata.normalize("NFD", json.dumps(doc, ensure_ascii=False)))
+    assert decomposed != doc
+    for name, d in (("nfc", doc), ("nfd", decomposed)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(d, ensure_ascii=False), encoding="utf-8")
+    assert parse_squad(tmp_path / "nfd.json")[0] == parse_squad(tmp_path / "nfc.json")[0]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -82,8 +83,14 @@ def _require(cond: bool, path: Path, where: str, what: str) -> None:
         raise KorquadTuneError(f"{path}: {where}: {what}")
 
 
+def nfc(text: str) -> str:
+    """Hangul as one code point per syllable. A file saved on macOS may hold it decomposed (NFD: 임 as ㅇ ㅣ ㅁ), which
+    looks the same but matches nothing: Kiwi, BM25 and the study rules read jamo, and no question is made from it."""
+    return unicodedata.normalize("NFC", text)
+
+
 def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dict], SquadSummary]:
-    """Parse a SQuAD v1 file into records {id, title, question, answers, context}.
+    """Parse a SQuAD v1 file into records {id, title, question, answers, context}, every text in NFC (`nfc`).
 
     `articles` keeps only the first N articles. Schema errors name the article/paragraph/qa index and id.
     """
@@ -132,8 +139,8 @@ def parse_squad(path: str | Path, articles: int | None = None) -> tuple[list[dic
                     not (isinstance(a.get("answer_start"), int)
                          and context[a["answer_start"]:a["answer_start"] + len(a["text"])] == a["text"])
                     for a in answers)
-                records.append({"id": str(qid), "title": title, "question": question.strip(),
-                                "answers": texts, "context": context})
+                records.append({"id": str(qid), "title": nfc(title), "question": nfc(question.strip()),
+                                "answers": [nfc(t) for t in texts], "context": nfc(context)})
     counts = Counter(r["question"] for r in records)
     summary.questions = len(records)
     summary.distinct_questions = len(counts)

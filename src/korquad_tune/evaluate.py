@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from korquad_tune import KorquadTuneError
-from korquad_tune.data import load_questions
+from korquad_tune.data import load_questions, nfc
 from korquad_tune.llm_api import DEFAULT_API_MODEL
 from korquad_tune.generate import (BATCH_SIZE, BEAMS, DECODINGS, DEFAULT_DECODING, MAX_NEW_TOKENS, RECALL_K,
                                    RECALL_PRIOR, RECALL_STUDY_PRIOR, RECALL_TRAINED_SHARE)
@@ -201,7 +201,7 @@ class Systems:
     def answer(self, system: str, questions: list[dict], label: str | None = None,
                max_new_tokens: int | None = None) -> list[str]:
         """Answers to `questions` ({question, context?} records) from `system`, in order."""
-        texts = [q["question"] for q in questions]
+        texts = [nfc(q["question"]) for q in questions]  # as the training texts are (a question typed on macOS)
         budget = max_new_tokens or self.max_new_tokens
         if system == "retrieval":
             return self._retriever().answer(texts)
@@ -212,7 +212,8 @@ class Systems:
         if system in OPEN_BOOK:
             if not self.readers:
                 raise KorquadTuneError(f"system {system!r} needs a reader adapter (train --reader)")
-            contexts = [q.get("context") for q in questions] if system == "open-book" else self._rag_contexts(texts)
+            contexts = [nfc(q["context"]) if q.get("context") else None for q in questions] if system == "open-book" \
+                else self._rag_contexts(texts)
             if not all(contexts):
                 raise KorquadTuneError("system 'open-book' needs each question's paragraph ('context')")
             return self._generate(self.readers[0], texts, budget, label, contexts)

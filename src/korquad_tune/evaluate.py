@@ -201,7 +201,8 @@ class Systems:
     def answer(self, system: str, questions: list[dict], label: str | None = None,
                max_new_tokens: int | None = None) -> list[str]:
         """Answers to `questions` ({question, context?} records) from `system`, in order."""
-        texts = [nfc(q["question"]) for q in questions]  # as the training texts are (a question typed on macOS)
+        # as the training questions are: composed (a question typed on macOS) and with no spaces around
+        texts = [nfc(q["question"]).strip() for q in questions]
         budget = max_new_tokens or self.max_new_tokens
         if system == "retrieval":
             return self._retriever().answer(texts)

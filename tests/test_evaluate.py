@@ -429,3 +429,16 @@ def test_answer_recall_slot_vote_takes_the_answer_the_question_words_surround_in
     # no study sentence to read: the nearest question's answer, as before
     unread = AnswerRecall([("티베트 고원의 면적은?", "250만 km2")], study)
     assert unread.study_vote_answers(asked, "slot") == unread.study_vote_answers(asked) == ["타림 분지", "대전지방법원"]
+
+
+def test_a_question_typed_decomposed_or_with_spaces_is_answered_as_the_trained_one(tiny_run):
+    """`Systems.answer` reads a question as `prepare` read the training ones: composed Hangul (NFD from macOS looks
+    the same but BM25 and Kiwi read jamo) and no spaces around it."""
+    import unicodedata
+
+    from korquad_tune.evaluate import Systems
+    from korquad_tune.fileio import read_jsonl
+    rows = read_jsonl(tiny_run / "qa.jsonl")[:5]
+    systems = Systems(run_dir=tiny_run)
+    typed = [{"question": "  " + unicodedata.normalize("NFD", r["question"]) + " \n"} for r in rows]
+    assert systems.answer("retrieval", typed) == systems.answer("retrieval", rows) == [r["answers"][0] for r in rows]

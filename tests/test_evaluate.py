@@ -199,6 +199,11 @@ def test_answer_recall_keeps_an_answer_a_trained_question_of_that_kind_was_given
         assert "과반" not in offered and "50%" in offered
     dated = recall.candidates(["소토마요르가 첫 주니어 기록을 세운 것은 언제인가?"], 3)[0]
     assert "1984년 5월 19일" in dated and "1984년" not in dated  # a year for 언제 is no exception
+    # a number without the counter the question names (몇 버전 -> 1.1 패치) keeps it too, beside a study "360 버전"
+    patch = AnswerRecall([("2007년에 공개된 패치는 몇 버전 패치인가?", "1.1 패치")],
+                         [("바이오쇼크는 몇 버전으로 이식되었는가?", "360 버전")])
+    assert patch.candidates(["2007년에 공개된 패치는 몇 버전 패치인가?"], 3) == [["1.1 패치", "360 버전"]]
+    assert patch.candidates(["2007년에 공개된 패치는 몇 버전 패치인가?"], 3, kind_exceptions=False) == [["360 버전"]]
 
 
 def test_answer_recall_prior_goes_to_the_nearest_trained_answer_unless_the_question_says_it():

@@ -306,8 +306,8 @@ class AnswerRecall:
         if vote == "nearest":
             return [found[0] if found else "" for found in lookup.top_answers(texts, 1)]
         if vote == "slot":
-            return [self._slot_answer(text, row[0], fallback) if row else fallback
-                    for text, row, fallback in zip(texts, lookup.ranked(texts, 1), self.study_vote_answers(texts))]
+            return [self._slot_answer(text, row[0], lookup.answers[row[0]]) if row else ""
+                    for text, row in zip(texts, lookup.ranked(texts, 1))]
         out = []
         for text, found in zip(texts, lookup.top_answers(texts, 10)):
             kept = self._of_asked_kind(text, found)

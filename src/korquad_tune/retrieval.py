@@ -115,8 +115,9 @@ _NAME_HEADS = ("선수", "교수", "사람", "인물", "도시", "나라", "국�
 _NUMBER_HEAD, _NAME_HEAD = (re.compile(rf"(?<![가-힣])(?:{'|'.join(nouns)})(?:은|는|이|가)?\s*[?？]*\s*$")
                             for nouns in (_NUMBER_HEADS, _NAME_HEADS))
 # A number in words is a numeral with a counter or a space after it ("한 명", "두칸", "열두 살", "수십 명", "이십일
-# 년"), not a name that starts with a numeral's syllable: 한나라당, 이명박, 천안함, 세계일보 (145 KorQuAD dev answers the
-# looser rule of sessions 19-35 called numbers; every dev answer it called one that is, this one does too).
+# 년"), not a name that starts with a numeral's syllable: 한나라당, 이명박, 천안함, 세계일보 (the looser rule of sessions
+# 19-35 called them numbers; every gold answer of a dev question asking for a number that it called one, this one
+# does too: `bench/answer_types.py`).
 _NATIVE_NUMERAL = r"(?:(?:열|스물|스무|서른|마흔|쉰|예순|일흔|여든|아흔)?(?:한|두|세|네|다섯|여섯|일곱|여덟|아홉)|열|스물|스무|서른|마흔|쉰" \
                   r"|예순|일흔|여든|아흔|첫)"
 _NUMBER_ANSWER = re.compile(rf"\d|^{_NATIVE_NUMERAL}(?:\s|$|번|명|개|가지|차례|살|째|마리|권|곳|칸|달|해|날|척)"
